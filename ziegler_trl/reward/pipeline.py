@@ -1,0 +1,103 @@
+"""The reward-model stage as one call: labels → normalise on ρ → train one epoch → normalise → save.
+
+Steps follow lm-human-preferences' train_reward: sample `normalize_samples` responses from ρ at the task temperature
+(or reuse given ρ samples); normalise the fresh reward model on them (mean 0, std 1); train on the labels; normalise
+again on the same ρ samples; save a folder that `ziegler_trl.load_reward_model` loads as a normalised model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+
+from ..models import load_policy, load_reward_model, load_tokenizer
+from ..sampling import sample_completions
+from ..tasks import Query, get_task
+from .labels import load_label_dataset
+from .normalization import normalize_reward_model
+from .scoring import score_texts
+from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
+
+
+@dataclass
+class RewardScriptArguments:
+    model_name_or_path: str = field(
+        default="embedded", metadata={"help": "ρ: the initial policy the reward model starts from ('embedded' = SmolLM2)."}
+    )
+    task: str = field(default="sentiment", metadata={"help": "Task preset (sentiment, descriptiveness, tldr, cnndm)."})
+    labels: str = field(
+        default="", metadata={"help": "Best-of-K labels: a JSON/JSONL file (ours or an OpenAI label file), URL or Hub id."}
+    )
+    num_train: int | None = field(default=None, metadata={"help": "Use at most this many labels for training."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Fraction of labels held out for evaluation."})
+    normalize_samples: int = field(
+        default=256, metadata={"help": "Samples from ρ used to normalise the reward (0 disables normalisation)."}
+    )
+    sampling_batch_size: int = field(default=16, metadata={"help": "Queries per generate call for ρ samples."})
+
+
+def train_reward_model(
+    script_args: RewardScriptArguments,
+    training_args: BestOfKRewardConfig,
+    labels: Dataset | None = None,
+    rho_samples: tuple[list[str], list[str]] | None = None,
+) -> dict:
+    """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder).
+
+    `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ (e.g.
+    the completions of the comparisons) replaces fresh sampling for normalisation.
+    """
+    if labels is None and not script_args.labels:
+        raise SystemExit("--labels is required: a best-of-K label file (JSON/JSONL), URL or Hub dataset id")
+    task = get_task(script_args.task)
+    tokenizer = load_tokenizer(script_args.model_name_or_path, padding_side="right")
+    if labels is None:
+        labels = load_label_dataset(script_args.labels, tokenizer=tokenizer)
+    labels = labels.shuffle(seed=training_args.seed)
+    n_eval = int(len(labels) * script_args.eval_fraction)
+    splits = labels.train_test_split(test_size=n_eval, shuffle=False) if n_eval else {"train": labels, "test": None}
+    train, held_out = splits["train"], splits["test"]
+    if script_args.num_train is not None:
+        train = train.select(range(min(script_args.num_train, len(train))))
+
+    model = load_reward_model(script_args.model_name_or_path, tokenizer)
+    metrics: dict = {"task": task.name, "num_train": len(train), "num_eval": len(held_out) if held_out else 0}
+
+    rho_prompts, rho_completions = rho_samples or ([], [])
+    if script_args.normalize_samples and not rho_prompts:
+        # ρ answers the label prompts (the reward model's view of a query), wrapped in the task's prefix/suffix.
+        prompts = list(dict.fromkeys(labels["prompt"]))[: script_args.normalize_samples]
+        prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
+        policy = load_policy(script_args.model_name_or_path, tokenizer)
+        queries = []
+        for prompt in prompts:
+            ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)
+            queries.append(Query(ids=ids, reward_ids=tokenizer.encode(prompt, add_special_tokens=False)))
+        samples = sample_completions(policy, tokenizer, queries, task, k=1, batch_size=script_args.sampling_batch_size)
+        rho_prompts, rho_completions = prompts, [texts[0] for texts in samples.texts(tokenizer)]
+        del policy
+    if script_args.normalize_samples:
+        metrics["normalize_before"] = normalize_reward_model(model, tokenizer, rho_prompts, rho_completions)
+
+    trainer = BestOfKRewardTrainer(
+        model, args=training_args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if held_out is not None:
+        metrics.update(trainer.evaluate())
+
+    if script_args.normalize_samples:
+        metrics["normalize_after"] = normalize_reward_model(trainer.model, tokenizer, rho_prompts, rho_completions)
+        check = score_texts(trainer.model, tokenizer, rho_prompts, rho_completions)
+        metrics["rho_reward_mean"], metrics["rho_reward_std"] = check.mean().item(), check.std(unbiased=False).item()
+
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(training_args.output_dir)
+        tokenizer.save_pretrained(training_args.output_dir)
+        trainer.create_model_card(model_name=Path(training_args.output_dir).name)
+        Path(training_args.output_dir, "reward_metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(json.dumps(metrics, indent=2))
+    return metrics

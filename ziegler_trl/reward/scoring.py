@@ -1,0 +1,60 @@
+"""How a reward model reads a (query, response) pair: the one convention every trainer and labeler shares.
+
+The reward model sees the query's content tokens (`Query.reward_ids`, no task prefix/suffix — the paper's code)
+followed by the truncated response with its pad tokens removed; no EOS is appended. Sequences are right-padded
+with the tokenizer's pad token (distinct from EOS), so the classifier's score is read at the last real token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def reward_sequence(query_ids: Sequence[int], response_ids: Sequence[int], pad_token_id: int) -> list[int]:
+    """query ‖ response with the response's pad tokens dropped."""
+    return list(query_ids) + [t for t in response_ids if t != pad_token_id]
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), right-padded to the longest sequence."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+        attention_mask[row, : len(seq)] = 1
+    return input_ids, attention_mask
+
+
+@torch.no_grad()
+def score_sequences(
+    model: PreTrainedModel, sequences: Sequence[Sequence[int]], pad_token_id: int, batch_size: int = 16
+) -> torch.Tensor:
+    """Scalar reward for each token sequence, in order, as a float32 CPU tensor [N]."""
+    device = next(model.parameters()).device
+    scores = []
+    for start in range(0, len(sequences), batch_size):
+        input_ids, attention_mask = pad_right(sequences[start : start + batch_size], pad_token_id)
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        scores.append(logits[:, 0].float().cpu())
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def score_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Reward of each (prompt, completion) string pair: the same token layout as `reward_sequence`."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    sequences = [
+        tokenizer.encode(p, add_special_tokens=False) + tokenizer.encode(c, add_special_tokens=False)
+        for p, c in zip(prompts, completions)
+    ]
+    return score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)

@@ -1,0 +1,259 @@
+"""BestOfKRewardTrainer: TRL's RewardTrainer trained on best-of-K choices with the paper's softmax loss.
+
+TRL's RewardTrainer learns from (chosen, rejected) pairs. The paper's labels are "the best of K": this trainer
+keeps TRL's model set-up, PEFT, logging and checkpointing and changes only what the data and loss need:
+`_prepare_dataset` (tokenize K completions per prompt), the collator (B·K sequences in one forward), and
+`compute_loss` (softmax over the K scores, eq. 1; or InstructGPT's ranking loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.data.data_collator import DataCollatorMixin
+from trl import RewardConfig, RewardTrainer
+from trl.data_utils import is_conversational
+
+from transformers.utils import logging
+
+from ..models import ensure_pad_token, load_reward_model, load_tokenizer
+from .labels import validate_label_rows
+from .loss import best_of_k_loss, ranking_loss
+from ..sampling import pad_left
+from .scoring import pad_right
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class BestOfKRewardConfig(RewardConfig):
+    """RewardConfig with the paper's reward-model defaults (one epoch, linear decay to 0, Adam eps 1e-5, no
+    dropout) and the choice of loss. bf16 defaults to on only where the GPU supports it (never on CPU)."""
+
+    loss_type: str = field(
+        default="best_of_k",
+        metadata={
+            "help": "'best_of_k': softmax cross-entropy over the K completions (Ziegler et al. eq. 1). 'ranking': "
+            "InstructGPT's mean −log σ(r_w − r_l) over all ordered pairs; needs a 'ranking' column.",
+            "choices": ["best_of_k", "ranking"],
+        },
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "The paper trains the reward model one epoch."})
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "Adam learning rate (lm-human-preferences: 5e-5 style, 2.5e-5 summarization)."}
+    )
+    adam_epsilon: float = field(default=1e-5, metadata={"help": "Adam epsilon (the paper's code uses 1e-5)."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "Linear decay to 0 over the run (the paper)."})
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"help": "Comparisons (not sequences) per device per step; each holds K completions."}
+    )
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Comparisons per device per eval step."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision. None: on when a CUDA GPU supports bf16, off otherwise (CPU bf16 "
+                  "is 7-30x slower)."},
+    )
+    max_length: int | None = field(
+        default=1024, metadata={"help": "Comparisons with a prompt+completion longer than this are dropped."}
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Trade compute for memory (1.3-2x slower on CPU); off unless memory demands."}
+    )
+    share_prompt_forward: bool = field(
+        default=True,
+        metadata={"help": "Encode each prompt once and score its K completions on the prompt's KV cache (decoder "
+                  "models). Same rewards, K-fold less prompt compute. Off: K full prompt ‖ completion forwards."},
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+        if self.gradient_checkpointing and self.share_prompt_forward:
+            raise ValueError(
+                "share_prompt_forward needs the prompt's KV cache, which gradient checkpointing disables: set "
+                "share_prompt_forward=False to use gradient_checkpointing=True"
+            )
+        if self.loss_type not in ("best_of_k", "ranking"):
+            raise ValueError(f"loss_type must be 'best_of_k' or 'ranking', got {self.loss_type!r}")
+        super().__post_init__()
+
+
+@dataclass
+class DataCollatorForBestOfK(DataCollatorMixin):
+    """Batch B comparisons of K completions.
+
+    With `share_prompt` (default): `prompt_ids`/`prompt_mask` [B, P] left-padded, and the completions alone as
+    `input_ids`/`attention_mask` [B·K, C] right-padded — the prompt is encoded once for its K completions. Without:
+    `input_ids` [B·K, P + C] holds prompt ‖ completion, right-padded. Row b·K + j is completion j of comparison b.
+    Also `best` [B] and, when present, `ranking` [B, K].
+    """
+
+    pad_token_id: int
+    share_prompt: bool = True
+    return_tensors: str = "pt"
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.share_prompt:
+            prompt_ids, prompt_mask = pad_left([ex["prompt_ids"] for ex in examples], self.pad_token_id)
+            sequences = [ids for ex in examples for ids in ex["completion_ids"]]
+            batch = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask}
+        else:
+            sequences = [ex["prompt_ids"] + ids for ex in examples for ids in ex["completion_ids"]]
+            batch = {}
+        batch["input_ids"], batch["attention_mask"] = pad_right(sequences, self.pad_token_id)
+        batch["best"] = torch.tensor([ex["best"] for ex in examples], dtype=torch.long)
+        if "ranking" in examples[0]:
+            batch["ranking"] = torch.tensor([ex["ranking"] for ex in examples], dtype=torch.long)
+        return batch
+
+
+def comparison_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rewards [B, K] of a collated batch.
+
+    Shared prompt: one forward over the B prompts fills a KV cache, repeated K times, and a second forward
+    scores the B·K completions on top of it, with position ids continuing each prompt. Gradients flow through
+    the cache into the prompt's forward; the result equals scoring each prompt ‖ completion separately.
+    """
+    n_prompts = batch["best"].shape[0]
+    if "prompt_ids" not in batch:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        return logits.squeeze(-1).view(n_prompts, -1)
+    k = batch["input_ids"].shape[0] // n_prompts
+    prompt_mask = batch["prompt_mask"]
+    prompt = model(
+        input_ids=batch["prompt_ids"],
+        attention_mask=prompt_mask,
+        position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0),
+        use_cache=True,
+    )
+    cache = prompt.past_key_values
+    cache.batch_repeat_interleave(k)
+    completion_mask = batch["attention_mask"]
+    prompt_lengths = prompt_mask.sum(1).repeat_interleave(k)
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=torch.cat([prompt_mask.repeat_interleave(k, dim=0), completion_mask], dim=1),
+        position_ids=prompt_lengths[:, None] + completion_mask.cumsum(1) - 1,
+        past_key_values=cache,
+        use_cache=True,
+    ).logits
+    return logits.squeeze(-1).view(n_prompts, k)
+
+
+def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """Prompt and completion token ids as the reward model reads prompt ‖ completion (no EOS appended, as the
+    paper's code). A conversational completion is the chat-templated conversation minus the templated prompt."""
+    if is_conversational(example):
+        prompt = tokenizer.apply_chat_template(
+            example["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+        completions = []
+        for completion in example["completions"]:
+            full = tokenizer.apply_chat_template(example["prompt"] + completion, tokenize=True, return_dict=True)
+            if full["input_ids"][: len(prompt)] != prompt:
+                raise ValueError("the chat template renders the prompt differently with and without a completion")
+            completions.append(full["input_ids"][len(prompt) :])
+    else:
+        prompt = tokenizer.encode(example["prompt"], add_special_tokens=False)
+        completions = [tokenizer.encode(c, add_special_tokens=False) for c in example["completions"]]
+    if any(len(ids) == 0 for ids in completions):
+        raise ValueError(f"an empty completion (no tokens) in the comparison with prompt {example['prompt']!r:.80}")
+    return {"prompt_ids": prompt, "completion_ids": completions}
+
+
+class BestOfKRewardTrainer(RewardTrainer):
+    """Reward model trainer for best-of-K labels. `model` may be a path, a Hub id, `"embedded"` or an instance of
+    `AutoModelForSequenceClassification` with `num_labels=1`; a path gets the paper's head init
+    N(0, 1/sqrt(d+1)) and dropout off."""
+
+    _tag_names = ["trl", "reward-trainer", "ziegler-trl", "best-of-k"]
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: BestOfKRewardConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        data_collator: DataCollatorForBestOfK | None = None,
+        **kwargs,
+    ):
+        args = args or BestOfKRewardConfig(output_dir="reward-model")
+        if isinstance(model, str):
+            processing_class = processing_class or load_tokenizer(model, padding_side="right")
+            model = load_reward_model(model, processing_class, **(args.model_init_kwargs or {}))
+            args.model_init_kwargs = None
+        elif processing_class is None:
+            processing_class = load_tokenizer(model.config._name_or_path, padding_side="right")
+        ensure_pad_token(processing_class)
+        data_collator = data_collator or DataCollatorForBestOfK(
+            pad_token_id=processing_class.pad_token_id, share_prompt=args.share_prompt_forward
+        )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if "prompt_ids" in dataset.column_names and "completion_ids" in dataset.column_names:  # tokenized
+            return dataset
+        validate_label_rows(dataset, f"{dataset_name} dataset")
+        if args.loss_type == "ranking" and "ranking" not in dataset.column_names:
+            raise ValueError(f"loss_type='ranking' needs a 'ranking' column; the {dataset_name} dataset has none")
+        dataset = dataset.map(
+            _tokenize_comparison,
+            fn_kwargs={"tokenizer": processing_class},
+            remove_columns=[c for c in ("prompt", "completions") if c in dataset.column_names],
+            num_proc=args.dataset_num_proc,
+            desc=f"Tokenizing {dataset_name} comparisons",
+        )
+        if args.max_length is not None:
+            before = len(dataset)
+            dataset = dataset.filter(
+                lambda ex: len(ex["prompt_ids"]) + max(len(ids) for ids in ex["completion_ids"]) <= args.max_length,
+                num_proc=args.dataset_num_proc,
+            )
+            if len(dataset) < before:
+                logger.warning(
+                    f"Dropped {before - len(dataset)} of {before} {dataset_name} comparisons longer than "
+                    f"max_length={args.max_length} tokens"
+                )
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["prompt_ids", "completion_ids", "best", "ranking"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        best = inputs["best"]
+        rewards = comparison_rewards(model, inputs)  # [B, K]
+
+        if self.args.loss_type == "ranking":
+            loss = ranking_loss(rewards, inputs["ranking"])
+        else:
+            loss = best_of_k_loss(rewards, best)
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * rewards.pow(2).mean()
+
+        with torch.no_grad():
+            accuracy = (rewards.argmax(dim=1) == best).float()
+            gathered_rewards = self.accelerator.gather_for_metrics(rewards.detach().float())
+            self._metrics[mode]["accuracy"].append(self.accelerator.gather_for_metrics(accuracy).mean().item())
+            self._metrics[mode]["mean_reward"].append(gathered_rewards.mean().item())
+            self._metrics[mode]["std_reward"].append(gathered_rewards.std(unbiased=False).item())
+            if mode == "train":
+                n_tokens = inputs["attention_mask"].sum() + inputs.get("prompt_mask", torch.zeros(1)).sum()
+                tokens = self.accelerator.gather_for_metrics(n_tokens).sum().item()
+                self._total_train_tokens += tokens
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (loss, {"rewards": rewards}) if return_outputs else loss

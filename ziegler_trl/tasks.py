@@ -1,0 +1,226 @@
+"""The paper's four tasks: query formatting, response truncation, and the data sources they read.
+
+Values follow Ziegler et al. (2019) and its released code (lm-human-preferences `launch.py`):
+
+| task            | query | response | T   | prefix        | suffix       | truncate token | after |
+|-----------------|-------|----------|-----|---------------|--------------|----------------|-------|
+| sentiment       | 64    | 24       | 0.7 |               |              | "."            | 16    |
+| descriptiveness | 64    | 24       | 0.7 |               |              | "."            | 16    |
+| tldr            | 500   | 75       | 0.7 |               | "\\n\\nTL;DR:" | "\\n"           | 55    |
+| cnndm           | 500   | 75       | 0.5 | "Article:\\n\\n" | "\\n\\nTL;DR:" | "\\n"           | 55    |
+
+Book queries start after the first "." of a passage and end at the last "." that fits (start/end text "."), so
+they are whole sentences; CNN/DM articles are cut to the query budget at the last newline; TL;DR posts are cut at
+the budget. A response is cut
+after the first truncate token at index >= truncate_after; a response without one is invalid and scores the
+penalty −1 instead of the reward model's score.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the paper: how queries are built from raw text and how responses are cut and judged."""
+
+    name: str
+    query_length: int
+    response_length: int
+    temperature: float
+    truncate_token: str
+    truncate_after: int
+    penalty_reward: float = -1.0
+    query_prefix: str = ""
+    query_suffix: str = ""
+    start_text: str | None = None
+    end_text: str | None = None
+    # Books drop passages without a sentence end (the paper's code); CNN/DM keeps a hard cut when the article
+    # has no newline (the HF release joins paragraphs with spaces).
+    drop_without_end_text: bool = True
+    text_field: str = "text"
+    reference_field: str | None = None
+    hf_sources: dict[str, tuple[str, str | None, str, str | None]] = field(default_factory=dict)
+
+
+_BOOKS = {"bookcorpus": ("bookcorpus", None, "text", None)}
+_TLDR = {
+    "webis/tldr-17": ("webis/tldr-17", None, "content", "summary"),
+    "CarperAI/openai_summarize_tldr": ("CarperAI/openai_summarize_tldr", None, "prompt", "label"),
+}
+_CNNDM = {"cnn_dailymail": ("cnn_dailymail", "3.0.0", "article", "highlights")}
+
+TASKS: dict[str, TaskSpec] = {
+    "sentiment": TaskSpec(
+        "sentiment", 64, 24, 0.7, ".", 16, start_text=".", end_text=".", text_field="text", hf_sources=_BOOKS
+    ),
+    "descriptiveness": TaskSpec(
+        "descriptiveness", 64, 24, 0.7, ".", 16, start_text=".", end_text=".", text_field="text", hf_sources=_BOOKS
+    ),
+    "tldr": TaskSpec(
+        "tldr", 500, 75, 0.7, "\n", 55, query_suffix="\n\nTL;DR:", text_field="post", reference_field="summary", hf_sources=_TLDR,
+    ),
+    "cnndm": TaskSpec(
+        "cnndm", 500, 75, 0.5, "\n", 55, query_prefix="Article:\n\n", query_suffix="\n\nTL;DR:", end_text="\n",
+        drop_without_end_text=False, text_field="article", reference_field="highlights", hf_sources=_CNNDM,
+    ),
+}
+
+
+def get_task(task: str | TaskSpec) -> TaskSpec:
+    if isinstance(task, TaskSpec):
+        return task
+    if task not in TASKS:
+        raise KeyError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}")
+    return TASKS[task]
+
+
+def single_token_id(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """The id of `text` when the tokenizer encodes it as exactly one token (the paper's truncate/start tokens)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens for tokenizer {tokenizer.name_or_path!r}; need exactly 1")
+    return ids[0]
+
+
+@dataclass
+class Query:
+    """A formatted query: `ids` go to the policy (with prefix/suffix), `reward_ids` to the reward model (without)."""
+
+    ids: list[int]
+    reward_ids: list[int]
+
+
+def format_query(text: str, task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Query | None:
+    """Turn a raw text into the task's query, or None when the paper's rules reject it.
+
+    Tokens start after the first start token, are cut to the budget (query_length minus prefix and suffix), then
+    cut after the last end token in that budget.
+    """
+    task = get_task(task)
+    prefix = tokenizer.encode(task.query_prefix, add_special_tokens=False) if task.query_prefix else []
+    suffix = tokenizer.encode(task.query_suffix, add_special_tokens=False) if task.query_suffix else []
+    budget = task.query_length - len(prefix) - len(suffix)
+    tokens = tokenizer.encode(text, add_special_tokens=False)
+    if task.start_text is not None:
+        start = single_token_id(tokenizer, task.start_text)
+        if start not in tokens[:-1]:
+            return None
+        tokens = tokens[tokens.index(start) + 1 :]
+    tokens = tokens[:budget]
+    if task.end_text is not None:
+        end = single_token_id(tokenizer, task.end_text)
+        if end in tokens:
+            tokens = tokens[: len(tokens) - tokens[::-1].index(end)]
+        elif task.drop_without_end_text:
+            return None
+    if not tokens:
+        return None
+    return Query(ids=prefix + tokens + suffix, reward_ids=tokens)
+
+
+def truncate_responses(
+    responses: torch.Tensor, task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each response after its first truncate token at index >= truncate_after; pad the rest.
+
+    Returns (truncated ids [B, T], valid [B]); a response with no truncate token in the window is invalid and
+    earns `task.penalty_reward` instead of the reward model's score.
+    """
+    task = get_task(task)
+    truncate_id = single_token_id(tokenizer, task.truncate_token)
+    positions = torch.arange(responses.shape[1], device=responses.device)
+    hits = (responses == truncate_id) & (positions >= task.truncate_after)
+    valid = hits.any(dim=1)
+    first_hit = torch.where(valid, hits.float().argmax(dim=1), responses.shape[1] - 1)
+    keep = positions.unsqueeze(0) <= first_hit.unsqueeze(1)
+    return torch.where(keep, responses, tokenizer.pad_token_id), valid
+
+
+_CNN_HEADER = re.compile(r"^\s*(?:[A-Z][A-Z .'-]+(?:,[A-Za-z .'-]{1,40})?\s*)?\(CNN\)\s*(?:--\s*)?")
+_DM_HEADER = re.compile(r"^\s*(?:By \. .*?\. )?(?:PUBLISHED: \. .*?\. \| \. )?UPDATED: \. .*?\d{4} \. ", re.DOTALL)
+_DM_BYLINE = re.compile(r"^\s*By \. [^.]{1,80} \. ")
+
+
+def clean_cnndm(article: str) -> str:
+    """Drop the headers the paper removed: "(CNN)" / "LONDON, England (CNN) --", and Daily Mail's
+    "By . Name . PUBLISHED: ... | . UPDATED: ... ." lines."""
+    article = _DM_HEADER.sub("", article, count=1)
+    article = _DM_BYLINE.sub("", article, count=1)
+    return _CNN_HEADER.sub("", article, count=1).strip()
+
+
+def _clean(task: TaskSpec, text: str) -> str:
+    return clean_cnndm(text) if task.name == "cnndm" else text
+
+
+def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None = None) -> Dataset:
+    """Read a JSONL file into a Dataset with `text` (and `reference` for summarization tasks).
+
+    Errors name the file, the 1-based line and the field: bad JSON, missing field, a non-string or empty value.
+    """
+    task = get_task(task)
+    path = Path(path)
+    fields = [task.text_field] + ([task.reference_field] if task.reference_field else [])
+    rows: dict[str, list[str]] = {"text": [], "reference": []}
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            for name in fields:
+                value = record.get(name)
+                if name not in record:
+                    raise ValueError(f"{path}:{line_no}: missing field {name!r} (task {task.name!r} reads {fields})")
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"{path}:{line_no}: field {name!r} must be a non-empty string")
+            rows["text"].append(_clean(task, record[task.text_field]))
+            rows["reference"].append(record[task.reference_field] if task.reference_field else "")
+            if limit is not None and len(rows["text"]) >= limit:
+                break
+    if not rows["text"]:
+        raise ValueError(f"{path}: no records")
+    if not task.reference_field:
+        del rows["reference"]
+    return Dataset.from_dict(rows)
+
+
+def load_task_texts(
+    task: str | TaskSpec, source: str, split: str = "train", limit: int | None = None
+) -> Dataset:
+    """Raw texts for a task from a JSONL file, or from one of the task's Hub datasets (needs the Hub)."""
+    task = get_task(task)
+    if source.endswith((".jsonl", ".json")) or Path(source).is_file():
+        return load_jsonl_texts(source, task, limit)
+    if source not in task.hf_sources:
+        raise ValueError(
+            f"Unknown source {source!r} for task {task.name!r}: give a JSONL file or one of {sorted(task.hf_sources)}"
+        )
+    from datasets import load_dataset
+
+    name, config, text_field, reference_field = task.hf_sources[source]
+    dataset = load_dataset(name, config, split=split if limit is None else f"{split}[:{limit}]")
+    columns = {"text": [_clean(task, t) for t in dataset[text_field]]}
+    if reference_field:
+        columns["reference"] = list(dataset[reference_field])
+    return Dataset.from_dict(columns)
+
+
+def build_queries(
+    texts: list[str], task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase
+) -> list[Query]:
+    """Format many texts, keeping those the task's rules accept."""
+    return [q for q in (format_query(t, task, tokenizer) for t in texts) if q is not None]
