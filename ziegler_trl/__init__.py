@@ -1,15 +1,35 @@
 """ziegler-trl: Fine-Tuning Language Models from Human Preferences (Ziegler et al., 2019) on Hugging Face TRL."""
 
+from .evaluation import copy_stats, lead3, preference_win_rate, rouge
+from .labeling import (
+    HumanLabeler,
+    Labeler,
+    LabelConflictError,
+    LabelStore,
+    ScorerLabeler,
+    SentimentLabeler,
+    sentiment_reward,
+    sentiment_score,
+)
 from .models import (
     EMBEDDED,
     embedded_model_dir,
     ensure_pad_token,
+    freeze_bottom_layers,
     init_reward_head,
     init_value_head,
     load_policy,
     load_reward_model,
     load_tokenizer,
     resolve_model_path,
+)
+from .ppo import (
+    AdaptiveKLCallback,
+    AdaptiveKLController,
+    FixedKLController,
+    NonFiniteError,
+    ZieglerPPOConfig,
+    ZieglerPPOTrainer,
 )
 from .reward import (
     BestOfKRewardConfig,

@@ -11,16 +11,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .labeling import Labeler, LabelStore
 from .sampling import sample_completions
 from .tasks import Query, TaskSpec, get_task
-
-
-class Labeler(Protocol):
-    def label(self, prompts: list[str], completions: list[list[str]]) -> list[int]: ...
 
 
 def sample_comparisons(
@@ -85,3 +82,36 @@ def write_jsonl(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         os.fsync(handle.fileno())
     tmp.replace(path)
     return path
+
+
+def collect_round(
+    store: LabelStore,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    queries: Sequence[Query],
+    task: str | TaskSpec,
+    labeler: Labeler,
+    *,
+    k: int = 4,
+    round: int = 0,
+    policy_name: str = "rho",
+    batch_size: int = 8,
+    wait: bool = True,
+) -> list[int]:
+    """One collection round into a `LabelStore`, resumable: sample → store → label.
+
+    If the store already holds this round's comparisons they are reused (never re-sampled), and the labeler is
+    asked only for the answers it has not given, so rerunning after a kill repeats no paid-for label. The
+    comparisons of a round are stored in one transaction: a kill loses unsaved samples, never a half comparison.
+    With a human labeler and `wait=False`, returns at once; answers arrive through the web app.
+    """
+    task = get_task(task)
+    ids = store.comparison_ids(round=round, task=task.name)
+    if not ids:
+        rows = sample_comparisons(policy, tokenizer, queries, task, k=k, batch_size=batch_size)
+        ids = store.add_comparisons(
+            [r["prompt"] for r in rows], [r["completions"] for r in rows], task=task.name, round=round,
+            policy=policy_name,
+        )
+    labeler.label_comparisons(store, ids, wait=wait)
+    return ids

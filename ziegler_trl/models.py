@@ -199,3 +199,29 @@ def disable_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+
+
+def transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a decoder (`layers` for Llama-likes, `h` for GPT-2-likes)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    trunk = getattr(base, "base_model", base)
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(trunk, name, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the transformer blocks of {type(base).__name__}")
+
+
+def freeze_bottom_layers(model: nn.Module, trainable_top_layers: int) -> int:
+    """Train only the top `trainable_top_layers` blocks (plus final norm and heads); return the frozen count.
+
+    A compute knob for CPU runs, not the paper's setting (which trains every weight): backward stops at the first
+    trainable block. Embeddings are frozen too (they are tied to the LM head in small models).
+    """
+    layers = transformer_layers(model)
+    n_frozen = max(0, len(layers) - trainable_top_layers)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.get_input_embeddings().requires_grad_(False)
+    for layer in layers[:n_frozen]:
+        layer.requires_grad_(False)
+    return n_frozen

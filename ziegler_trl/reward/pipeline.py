@@ -13,7 +13,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ..models import load_policy, load_reward_model, load_tokenizer
+from ..models import freeze_bottom_layers, load_policy, load_reward_model, load_tokenizer
 from ..sampling import sample_completions
 from ..tasks import Query, get_task
 from .labels import load_label_dataset
@@ -37,6 +37,11 @@ class RewardScriptArguments:
         default=256, metadata={"help": "Samples from ρ used to normalise the reward (0 disables normalisation)."}
     )
     sampling_batch_size: int = field(default=16, metadata={"help": "Queries per generate call for ρ samples."})
+    trainable_top_layers: int | None = field(
+        default=None,
+        metadata={"help": "Train only the top N transformer blocks and the head (a CPU compute knob; the paper "
+                  "trains all weights). None: train everything."},
+    )
 
 
 def train_reward_model(
@@ -64,6 +69,8 @@ def train_reward_model(
         train = train.select(range(min(script_args.num_train, len(train))))
 
     model = load_reward_model(script_args.model_name_or_path, tokenizer)
+    if script_args.trainable_top_layers is not None:
+        freeze_bottom_layers(model, script_args.trainable_top_layers)
     metrics: dict = {"task": task.name, "num_train": len(train), "num_eval": len(held_out) if held_out else 0}
 
     rho_prompts, rho_completions = rho_samples or ([], [])
@@ -85,6 +92,8 @@ def train_reward_model(
     trainer = BestOfKRewardTrainer(
         model, args=training_args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer
     )
+    if held_out is not None:
+        metrics.update({f"{k}_before": v for k, v in trainer.evaluate().items() if k.startswith("eval_")})
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if held_out is not None:
         metrics.update(trainer.evaluate())
@@ -99,5 +108,6 @@ def train_reward_model(
         tokenizer.save_pretrained(training_args.output_dir)
         trainer.create_model_card(model_name=Path(training_args.output_dir).name)
         Path(training_args.output_dir, "reward_metrics.json").write_text(json.dumps(metrics, indent=2))
+        Path(training_args.output_dir, "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
         print(json.dumps(metrics, indent=2))
     return metrics

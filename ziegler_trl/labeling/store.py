@@ -1,0 +1,785 @@
+"""The label store: a durable, append-only SQLite record of every comparison and every answer to it.
+
+One file, WAL mode, `synchronous=FULL`: a label is on disk once its transaction commits, and a process killed at
+any moment leaves only whole transactions behind (a batch of comparisons, or of answers, commits or vanishes as a
+unit). Rows are never updated or deleted (SQL triggers refuse it), so the file is the audit trail of a run.
+
+Tables:
+- `comparisons`: one query with K completions, the task, the round / policy that sampled them, a stable `uid`.
+- `labelers`: people who label in the web app, each with a secret token (the link they open).
+- `assignments`: which labeler is asked to answer which comparison; (comparison, labeler) is unique, so nobody
+  is ever shown the same comparison twice.
+- `answers`: one labeler's judgement of one comparison: `best` (an index into the stored completions), an
+  optional full `ranking` (indices, best first), the order the completions were shown in, or `skipped`, with
+  the time shown and answered. (comparison, labeler) is unique: re-sending the same answer is a no-op, a
+  different one is a `LabelConflictError`.
+
+Several labelers may answer one comparison (the paper labeled 5% of queries 5 times to measure agreement).
+`to_dataset(aggregate=...)` says what becomes of that: "majority" (default) gives one row per answered
+comparison with the most chosen best (ties go to the earliest answer), "first" the earliest answer, "all" one row
+per answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import secrets
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL,
+    completions TEXT NOT NULL,
+    k INTEGER NOT NULL CHECK (k >= 2),
+    task TEXT,
+    round INTEGER,
+    policy TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labelers (
+    name TEXT PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    id INTEGER PRIMARY KEY,
+    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+    labeler TEXT NOT NULL REFERENCES labelers(name),
+    created REAL NOT NULL,
+    UNIQUE (comparison_id, labeler)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY,
+    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+    labeler TEXT NOT NULL,
+    best INTEGER,
+    ranking TEXT,
+    shown_order TEXT,
+    skipped INTEGER NOT NULL CHECK (skipped IN (0, 1)),
+    shown_at REAL,
+    answered_at REAL NOT NULL,
+    UNIQUE (comparison_id, labeler),
+    CHECK ((skipped = 1 AND best IS NULL AND ranking IS NULL) OR (skipped = 0 AND best IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS comparisons_round ON comparisons(round);
+CREATE INDEX IF NOT EXISTS assignments_labeler ON assignments(labeler);
+"""
+_APPEND_ONLY = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, 'the label store is append-only: {op} on {table} refused'); END;\n"
+    for table in ("comparisons", "labelers", "assignments", "answers")
+    for op in ("UPDATE", "DELETE")
+)
+AGGREGATES = ("majority", "first", "all")
+
+
+class LabelConflictError(ValueError):
+    """A labeler sent a second, different answer for a comparison they already answered."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One query with its K completions, as stored."""
+
+    id: int
+    uid: str
+    prompt: str
+    completions: list[str]
+    task: str | None = None
+    round: int | None = None
+    policy: str | None = None
+    created: float = 0.0
+
+    @property
+    def k(self) -> int:
+        return len(self.completions)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One labeler's judgement of one comparison; indices refer to the stored order of the completions."""
+
+    comparison_id: int
+    labeler: str
+    best: int | None = None
+    ranking: list[int] | None = None
+    shown_order: list[int] | None = None
+    skipped: bool = False
+    shown_at: float | None = None
+    answered_at: float = field(default=0.0, compare=False)
+    id: int | None = field(default=None, compare=False)
+
+    def same_judgement(self, other: Answer) -> bool:
+        return (self.best, self.ranking, self.skipped, self.shown_order) == (
+            other.best,
+            other.ranking,
+            other.skipped,
+            other.shown_order,
+        )
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    """Labeler–labeler agreement on comparisons answered by several people, against picking at random."""
+
+    pairs: int  # (comparison, labeler a, labeler b) triples compared
+    comparisons: int  # comparisons with at least two non-skipped answers
+    rate: float  # fraction of pairs choosing the same best (nan without pairs)
+    chance: float  # mean 1/K over the same pairs (nan without pairs)
+    by_pair: dict[tuple[str, str], tuple[int, int]]  # (a, b) -> (agreeing, compared)
+
+
+def validate_answer(k: int, best: int | None, ranking: Sequence[int] | None, shown_order: Sequence[int] | None,
+                    skipped: bool) -> None:
+    """Raise ValueError naming the field when an answer cannot describe a K-way comparison."""
+    if skipped:
+        if best is not None or ranking is not None:
+            raise ValueError("a skipped answer has no 'best' or 'ranking'")
+    elif best is None:
+        raise ValueError("field 'best' is required unless the answer is skipped")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < k):
+        raise ValueError(f"field 'best' must be an integer in [0, {k}), got {best!r}")
+    for name, perm in (("ranking", ranking), ("shown_order", shown_order)):
+        if perm is not None and (
+            not isinstance(perm, (list, tuple))
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in perm)
+            or sorted(perm) != list(range(k))
+        ):
+            raise ValueError(f"field {name!r} must be a permutation of 0..{k - 1}, got {perm!r}")
+    if ranking is not None and best is not None and ranking[0] != best:
+        raise ValueError(f"field 'ranking' starts with {ranking[0]} but 'best' is {best}")
+
+
+def validate_comparison(prompt: object, completions: object) -> None:
+    if not isinstance(prompt, str):
+        raise ValueError(f"field 'prompt' must be a string, got {type(prompt).__name__}")
+    if (
+        not isinstance(completions, (list, tuple))
+        or len(completions) < 2
+        or not all(isinstance(c, str) for c in completions)
+    ):
+        raise ValueError("field 'completions' must be a list of at least 2 strings")
+
+
+def _content_uid(prompt: str, completions: Sequence[str], task: str | None, round_: int | None) -> str:
+    payload = json.dumps([prompt, list(completions), task, round_], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def _loads(text: str | None) -> list[int] | None:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Sequence[int] | None) -> str | None:
+    return None if value is None else json.dumps([int(i) for i in value])
+
+
+class LabelStore:
+    """SQLite store of comparisons, labelers, assignments and answers; safe to share between threads.
+
+    Each thread gets its own connection; every write is one `BEGIN IMMEDIATE` transaction, so concurrent writers
+    (web requests, a collection loop, an admin command) queue instead of interleaving.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connection().execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        with self._write() as db:
+            for statement in (_SCHEMA + _APPEND_ONLY).split(";\n"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('admin_token', ?)", (secrets.token_urlsafe(18),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('order_secret', ?)", (secrets.token_hex(16),))
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.path)!r})"
+
+    # -- connections and transactions -------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA synchronous=FULL")  # a committed label survives a crash or power loss
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return self._connection().execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _meta(self, key: str) -> str:
+        return self._read("SELECT value FROM meta WHERE key = ?", (key,))[0][0]
+
+    @property
+    def admin_token(self) -> str:
+        """Secret that opens the admin pages (progress, agreement, export)."""
+        return self._meta("admin_token")
+
+    @property
+    def order_secret(self) -> str:
+        return self._meta("order_secret")
+
+    # -- comparisons ------------------------------------------------------------------------------------------
+    def add_comparisons(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[Sequence[str]],
+        *,
+        task: str | None = None,
+        round: int | None = None,
+        policy: str | None = None,
+    ) -> list[int]:
+        """Store one comparison per prompt (all or none) and return their ids, in order."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completion lists")
+        for row, (prompt, group) in enumerate(zip(prompts, completions)):
+            try:
+                validate_comparison(prompt, list(group) if isinstance(group, tuple) else group)
+            except ValueError as err:
+                raise ValueError(f"comparison {row}: {err}") from None
+        now = time.time()
+        with self._write() as db:
+            return [
+                db.execute(
+                    "INSERT INTO comparisons (uid, prompt, completions, k, task, round, policy, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (secrets.token_hex(16), prompt, json.dumps(list(group), ensure_ascii=False), len(group), task,
+                     round, policy, now),
+                ).lastrowid
+                for prompt, group in zip(prompts, completions)
+            ]
+
+    def _comparison(self, row: tuple) -> Comparison:
+        id_, uid, prompt, completions, task, round_, policy, created = row
+        return Comparison(id_, uid, prompt, json.loads(completions), task, round_, policy, created)
+
+    _COMPARISON_COLUMNS = "id, uid, prompt, completions, task, round, policy, created"
+
+    def get_comparisons(self, ids: Sequence[int]) -> list[Comparison]:
+        """The comparisons with these ids, in the order given; an unknown id is a KeyError."""
+        found = {}
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for row in self._read(f"SELECT {self._COMPARISON_COLUMNS} FROM comparisons WHERE id IN ({marks})", chunk):
+                found[row[0]] = self._comparison(row)
+        missing = [i for i in ids if int(i) not in found]
+        if missing:
+            raise KeyError(f"no comparison with id {missing[:5]} in {self.path}")
+        return [found[int(i)] for i in ids]
+
+    def comparisons(self, *, round: int | None = None, task: str | None = None) -> list[Comparison]:
+        """All comparisons, oldest first, optionally of one round and/or task."""
+        where, params = self._filters(round, task)
+        rows = self._read(f"SELECT {self._COMPARISON_COLUMNS} FROM comparisons c {where} ORDER BY id", params)
+        return [self._comparison(row) for row in rows]
+
+    def comparison_ids(self, *, round: int | None = None, task: str | None = None) -> list[int]:
+        where, params = self._filters(round, task)
+        return [row[0] for row in self._read(f"SELECT id FROM comparisons c {where} ORDER BY id", params)]
+
+    @staticmethod
+    def _filters(round_: int | None, task: str | None) -> tuple[str, list]:
+        clauses, params = [], []
+        if round_ is not None:
+            clauses.append("c.round = ?")
+            params.append(round_)
+        if task is not None:
+            clauses.append("c.task = ?")
+            params.append(task)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    # -- answers ----------------------------------------------------------------------------------------------
+    def add_answer(
+        self,
+        comparison_id: int,
+        labeler: str,
+        best: int | None = None,
+        *,
+        ranking: Sequence[int] | None = None,
+        shown_order: Sequence[int] | None = None,
+        skipped: bool = False,
+        shown_at: float | None = None,
+        require_assignment: bool = False,
+    ) -> int:
+        """Record one answer and return its id; the same answer again returns the first one's id.
+
+        `require_assignment=True` (the web app) refuses answers to comparisons not assigned to this labeler.
+        """
+        answer = Answer(int(comparison_id), labeler, best, None if ranking is None else list(ranking),
+                        None if shown_order is None else list(shown_order), bool(skipped), shown_at)
+        return self.add_answers([answer], require_assignment=require_assignment)[0]
+
+    def add_answers(self, answers: Sequence[Answer], require_assignment: bool = False) -> list[int]:
+        """Record several answers in one transaction (all or none); returns their ids in order."""
+        with self._write() as db:
+            return [self._insert_answer(db, answer, require_assignment) for answer in answers]
+
+    def _insert_answer(self, db: sqlite3.Connection, answer: Answer, require_assignment: bool) -> int:
+        row = db.execute("SELECT k FROM comparisons WHERE id = ?", (answer.comparison_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no comparison with id {answer.comparison_id} in {self.path}")
+        if not isinstance(answer.labeler, str) or not answer.labeler:
+            raise ValueError("field 'labeler' must be a non-empty string")
+        validate_answer(row[0], answer.best, answer.ranking, answer.shown_order, answer.skipped)
+        if require_assignment and not db.execute(
+            "SELECT 1 FROM assignments WHERE comparison_id = ? AND labeler = ?", (answer.comparison_id, answer.labeler)
+        ).fetchone():
+            raise PermissionError(f"comparison {answer.comparison_id} is not assigned to labeler {answer.labeler!r}")
+        previous = db.execute(
+            f"SELECT {self._ANSWER_COLUMNS} FROM answers WHERE comparison_id = ? AND labeler = ?",
+            (answer.comparison_id, answer.labeler),
+        ).fetchone()
+        if previous is not None:
+            previous = self._answer(previous)
+            if not previous.same_judgement(answer):
+                raise LabelConflictError(
+                    f"labeler {answer.labeler!r} already answered comparison {answer.comparison_id} with "
+                    f"best={previous.best} ranking={previous.ranking} skipped={previous.skipped} "
+                    f"shown_order={previous.shown_order}; the store is append-only, so the new answer "
+                    f"best={answer.best} ranking={answer.ranking} skipped={answer.skipped} was refused"
+                )
+            return previous.id
+        return db.execute(
+            "INSERT INTO answers (comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (answer.comparison_id, answer.labeler, answer.best, _dumps(answer.ranking), _dumps(answer.shown_order),
+             int(answer.skipped), answer.shown_at, answer.answered_at or time.time()),
+        ).lastrowid
+
+    _ANSWER_COLUMNS = "id, comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at"
+
+    @staticmethod
+    def _answer(row: tuple) -> Answer:
+        id_, cid, labeler, best, ranking, shown, skipped, shown_at, answered_at = row
+        return Answer(cid, labeler, best, _loads(ranking), _loads(shown), bool(skipped), shown_at, answered_at, id_)
+
+    def answers(self, ids: Sequence[int] | None = None, *, labeler: str | None = None) -> list[Answer]:
+        """Answers (oldest first), optionally only for these comparison ids and/or one labeler."""
+        clauses, params = [], []
+        if labeler is not None:
+            clauses.append("labeler = ?")
+            params.append(labeler)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read(f"SELECT {self._ANSWER_COLUMNS} FROM answers {where} ORDER BY id", params)
+        answers = [self._answer(row) for row in rows]
+        if ids is not None:
+            wanted = {int(i) for i in ids}
+            answers = [a for a in answers if a.comparison_id in wanted]
+        return answers
+
+    def best_answers(self, ids: Sequence[int]) -> list[int | None]:
+        """For each comparison: the earliest non-skipped answer's best, or None while there is none."""
+        best: dict[int, int] = {}
+        for answer in self.answers(ids):
+            if not answer.skipped and answer.comparison_id not in best:
+                best[answer.comparison_id] = answer.best
+        return [best.get(int(i)) for i in ids]
+
+    # -- labelers and assignments -----------------------------------------------------------------------------
+    def add_labeler(self, name: str) -> str:
+        """Register a person and return their secret token (the same one again if they already exist)."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise ValueError(f"labeler name must be a non-empty string without surrounding spaces, got {name!r}")
+        with self._write() as db:
+            row = db.execute("SELECT token FROM labelers WHERE name = ?", (name,)).fetchone()
+            if row:
+                return row[0]
+            token = secrets.token_urlsafe(18)
+            db.execute("INSERT INTO labelers VALUES (?, ?, ?)", (name, token, time.time()))
+            return token
+
+    def labelers(self) -> list[str]:
+        return [row[0] for row in self._read("SELECT name FROM labelers ORDER BY created, name")]
+
+    def labeler_token(self, name: str) -> str:
+        rows = self._read("SELECT token FROM labelers WHERE name = ?", (name,))
+        if not rows:
+            raise KeyError(f"no labeler named {name!r} in {self.path}; add one with `ziegler-trl label add-labeler`")
+        return rows[0][0]
+
+    def labeler_for_token(self, token: str) -> str | None:
+        rows = self._read("SELECT name FROM labelers WHERE token = ?", (token,))
+        return rows[0][0] if rows else None
+
+    def assign(
+        self,
+        comparison_ids: Sequence[int] | None = None,
+        labelers: Sequence[str] | None = None,
+        *,
+        overlap: float = 0.0,
+        repeats: int = 5,
+        seed: int = 0,
+    ) -> int:
+        """Give comparisons to labelers; returns how many (comparison, labeler) assignments were added.
+
+        Comparisons nobody has yet go to the least-loaded labeler; a fraction `overlap` of them (chosen with
+        `seed`) go to `repeats` labelers at once, for agreement statistics (the paper: 5% of queries, 5 times).
+        A comparison whose every assignee skipped it goes to one more labeler who has not seen it. Safe to call
+        again: nothing is assigned twice and nobody gets the same comparison twice (a unique constraint).
+        """
+        if not 0.0 <= overlap <= 1.0:
+            raise ValueError(f"overlap must be a fraction in [0, 1], got {overlap}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        with self._write() as db:
+            people = list(labelers) if labelers is not None else [
+                row[0] for row in db.execute("SELECT name FROM labelers ORDER BY created, name")
+            ]
+            known = {row[0] for row in db.execute("SELECT name FROM labelers")}
+            unknown = [name for name in people if name not in known]
+            if unknown:
+                raise KeyError(f"labelers {unknown} are not registered in {self.path}")
+            if not people:
+                raise ValueError(f"no labelers registered in {self.path}; add one with `ziegler-trl label add-labeler`")
+            ids = [row[0] for row in db.execute("SELECT id FROM comparisons ORDER BY id")]
+            if comparison_ids is not None:
+                wanted = {int(i) for i in comparison_ids}
+                ids = [i for i in ids if i in wanted]
+            assigned: dict[int, set[str]] = {}
+            for cid, name in db.execute("SELECT comparison_id, labeler FROM assignments"):
+                assigned.setdefault(cid, set()).add(name)
+            load = Counter({name: 0 for name in people})
+            for (name, open_count) in db.execute(
+                "SELECT a.labeler, COUNT(*) FROM assignments a LEFT JOIN answers s"
+                " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler WHERE s.id IS NULL GROUP BY a.labeler"
+            ):
+                if name in load:
+                    load[name] = open_count
+            skipped_by_all = {
+                row[0] for row in db.execute(
+                    "SELECT a.comparison_id FROM assignments a LEFT JOIN answers s"
+                    " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
+                    " GROUP BY a.comparison_id HAVING SUM(s.id IS NULL) = 0 AND SUM(s.skipped = 0) = 0"
+                )
+            }
+            fresh = [i for i in ids if i not in assigned]
+            rng = random.Random(seed)
+            overlapping = set(rng.sample(fresh, round(overlap * len(fresh)))) if fresh and overlap else set()
+            plan: list[tuple[int, str]] = []
+            for cid in ids:
+                if cid in assigned and cid not in skipped_by_all:
+                    continue
+                wanted_count = min(repeats, len(people)) if cid in overlapping else 1
+                candidates = [name for name in people if name not in assigned.get(cid, set())]
+                rng.shuffle(candidates)  # random tie-break between equally loaded labelers
+                for name in sorted(candidates, key=lambda n: load[n])[:wanted_count]:
+                    plan.append((cid, name))
+                    load[name] += 1
+            now = time.time()
+            db.executemany(
+                "INSERT OR IGNORE INTO assignments (comparison_id, labeler, created) VALUES (?, ?, ?)",
+                [(cid, name, now) for cid, name in plan],
+            )
+            return len(plan)
+
+    def assignments(self, ids: Sequence[int] | None = None, *, labeler: str | None = None) -> list[tuple[int, str]]:
+        """(comparison id, labeler) pairs, oldest first, optionally for these comparisons and/or one labeler."""
+        rows = self._read("SELECT comparison_id, labeler FROM assignments ORDER BY id")
+        wanted = None if ids is None else {int(i) for i in ids}
+        return [(cid, name) for cid, name in rows
+                if (wanted is None or cid in wanted) and (labeler is None or name == labeler)]
+
+    def next_assignment(self, labeler: str) -> Comparison | None:
+        """The labeler's oldest assigned comparison they have not answered (or skipped) yet."""
+        rows = self._read(
+            f"SELECT {', '.join('c.' + c for c in self._COMPARISON_COLUMNS.split(', '))} FROM assignments a"
+            " JOIN comparisons c ON c.id = a.comparison_id LEFT JOIN answers s"
+            " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
+            " WHERE a.labeler = ? AND s.id IS NULL ORDER BY a.id LIMIT 1",
+            (labeler,),
+        )
+        return self._comparison(rows[0]) if rows else None
+
+    def progress(self) -> dict[str, dict[str, int]]:
+        """Per labeler (people and simulated): assigned, answered (not skipped), skipped, pending."""
+        stats: dict[str, dict[str, int]] = {
+            name: {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0} for name in self.labelers()
+        }
+        for name, assigned, pending in self._read(
+            "SELECT a.labeler, COUNT(*), SUM(s.id IS NULL) FROM assignments a LEFT JOIN answers s"
+            " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler GROUP BY a.labeler"
+        ):
+            stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
+            stats[name].update(assigned=assigned, pending=pending)
+        for name, answered, skipped in self._read(
+            "SELECT labeler, SUM(skipped = 0), SUM(skipped = 1) FROM answers GROUP BY labeler"
+        ):
+            stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
+            stats[name].update(answered=answered, skipped=skipped)
+        return stats
+
+    def counts(self) -> dict[str, int]:
+        """Totals: comparisons, answered comparisons, answers, skips, labelers."""
+        (comparisons,), = self._read("SELECT COUNT(*) FROM comparisons")
+        (answered,), = self._read("SELECT COUNT(DISTINCT comparison_id) FROM answers WHERE skipped = 0")
+        (answers, skipped), = self._read("SELECT COUNT(*), COALESCE(SUM(skipped), 0) FROM answers")
+        (labelers,), = self._read("SELECT COUNT(*) FROM labelers")
+        return {"comparisons": comparisons, "answered_comparisons": answered, "answers": answers - skipped,
+                "skipped": skipped, "labelers": labelers}
+
+    def agreement(self, labelers: Sequence[str] | None = None) -> LabelAgreement:
+        """How often two labelers of the same comparison chose the same best, and the 1/K chance level.
+
+        `labelers` restricts the comparison to these labeler ids (e.g. the people, leaving out simulated ones).
+        """
+        by_comparison: dict[int, dict[str, int]] = {}
+        k_of = {row[0]: row[1] for row in self._read("SELECT id, k FROM comparisons")}
+        keep = None if labelers is None else set(labelers)
+        for answer in self.answers():
+            if not answer.skipped and (keep is None or answer.labeler in keep):
+                by_comparison.setdefault(answer.comparison_id, {})[answer.labeler] = answer.best
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        agree = pairs = 0
+        chance = 0.0
+        shared = 0
+        for cid, choices in by_comparison.items():
+            if len(choices) < 2:
+                continue
+            shared += 1
+            for a, b in combinations(sorted(choices), 2):
+                same = int(choices[a] == choices[b])
+                counts = by_pair.setdefault((a, b), [0, 0])
+                counts[0] += same
+                counts[1] += 1
+                agree += same
+                pairs += 1
+                chance += 1.0 / k_of[cid]
+        return LabelAgreement(
+            pairs=pairs,
+            comparisons=shared,
+            rate=agree / pairs if pairs else math.nan,
+            chance=chance / pairs if pairs else math.nan,
+            by_pair={pair: (c[0], c[1]) for pair, c in by_pair.items()},
+        )
+
+    def judgements(self, labelers: Sequence[str] | None = None) -> list[dict]:
+        """One row per non-skipped answer, {"item_id", "labeler", "best", "k"}: the input of
+        `ziegler_trl.evaluation` agreement statistics (item_id is the comparison's uid)."""
+        comparisons = {c.id: c for c in self.comparisons()}
+        keep = None if labelers is None else set(labelers)
+        return [
+            {"item_id": comparisons[a.comparison_id].uid, "labeler": a.labeler, "best": a.best,
+             "k": comparisons[a.comparison_id].k}
+            for a in self.answers()
+            if not a.skipped and (keep is None or a.labeler in keep)
+        ]
+
+    # -- export -----------------------------------------------------------------------------------------------
+    def to_dataset(
+        self,
+        aggregate: str = "majority",
+        *,
+        round: int | None = None,
+        task: str | None = None,
+        rankings: bool | None = None,
+    ) -> Dataset:
+        """Rows {"prompt", "completions", "best"} (+ "ranking") for the best-of-K reward trainer.
+
+        Skipped answers are left out. With several answers per comparison, `aggregate` picks: "majority" (one row
+        per comparison, the most chosen best, ties to the earliest answer; its ranking is the earliest ranking
+        that agrees with that best), "first" (the earliest answer), "all" (one row per answer). `rankings=None`
+        adds the "ranking" column when every row has one, True requires it, False leaves it out.
+        """
+        from datasets import Dataset  # here, so the store itself needs only the standard library
+
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        comparisons = {c.id: c for c in self.comparisons(round=round, task=task)}
+        grouped: dict[int, list[Answer]] = {}
+        for answer in self.answers():
+            if not answer.skipped and answer.comparison_id in comparisons:
+                grouped.setdefault(answer.comparison_id, []).append(answer)
+        chosen: list[Answer] = []
+        for answers in grouped.values():
+            if aggregate == "all":
+                chosen.extend(answers)
+            elif aggregate == "first":
+                chosen.append(answers[0])
+            else:
+                votes = Counter(a.best for a in answers)
+                top = max(votes.values())
+                winner = next(a for a in answers if votes[a.best] == top)  # earliest among the tied bests
+                ranked = next((a for a in answers if a.best == winner.best and a.ranking is not None), winner)
+                chosen.append(ranked)
+        if not chosen:
+            raise ValueError(f"no answered comparisons in {self.path} (round={round}, task={task})")
+        chosen.sort(key=lambda a: (a.comparison_id, a.id))
+        have_ranking = [a.ranking is not None for a in chosen]
+        if rankings and not all(have_ranking):
+            missing = [a.comparison_id for a in chosen if a.ranking is None][:5]
+            raise ValueError(f"rankings=True but comparisons {missing} have no full ranking")
+        rows = {
+            "prompt": [comparisons[a.comparison_id].prompt for a in chosen],
+            "completions": [comparisons[a.comparison_id].completions for a in chosen],
+            "best": [a.best for a in chosen],
+        }
+        if rankings is not False and all(have_ranking):
+            rows["ranking"] = [a.ranking for a in chosen]
+        return Dataset.from_dict(rows)
+
+    def export_jsonl(self, path: str | Path | None = None) -> str:
+        """Every comparison with all its answers, one JSON object per line; written to `path` when given."""
+        by_comparison: dict[int, list[dict]] = {}
+        for a in self.answers():
+            by_comparison.setdefault(a.comparison_id, []).append(
+                {"labeler": a.labeler, "best": a.best, "ranking": a.ranking, "shown_order": a.shown_order,
+                 "skipped": a.skipped, "shown_at": a.shown_at, "answered_at": a.answered_at}
+            )
+        lines = [
+            json.dumps(
+                {"uid": c.uid, "prompt": c.prompt, "completions": c.completions, "task": c.task, "round": c.round,
+                 "policy": c.policy, "created": c.created, "answers": by_comparison.get(c.id, [])},
+                ensure_ascii=False,
+            )
+            for c in self.comparisons()
+        ]
+        text = "".join(line + "\n" for line in lines)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def import_jsonl(self, path: str | Path, labeler: str = "import") -> int:
+        """Add comparisons and answers from a JSONL file (all or nothing); returns how many answers are new.
+
+        A line is an `export_jsonl` record, or a dataset row {"prompt", "completions", "best"[, "ranking"]}
+        answered by `labeler` (or the row's own "labeler"). Comparisons are matched by "uid" (rows without one
+        get a uid from their content), so importing a file twice changes nothing. Errors name file:line: field.
+        """
+        path = Path(path)
+        records = []
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if line.strip():
+                    records.append((line_no, self._parse_record(path, line_no, line, labeler)))
+        if not records:
+            raise ValueError(f"{path}: no records")
+        before = self.counts()["answers"] + self.counts()["skipped"]
+        with self._write() as db:
+            for line_no, (comparison, answers) in records:
+                try:
+                    cid = self._upsert_comparison(db, comparison)
+                    for answer in answers:
+                        self._insert_answer(db, Answer(cid, **answer), require_assignment=False)
+                except (ValueError, KeyError) as err:
+                    raise ValueError(f"{path}:{line_no}: {err}") from None
+        return self.counts()["answers"] + self.counts()["skipped"] - before
+
+    @staticmethod
+    def _parse_record(path: Path, line_no: int, line: str, labeler: str) -> tuple[dict, list[dict]]:
+        where = f"{path}:{line_no}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        for name in ("prompt", "completions"):
+            if name not in record:
+                raise ValueError(f"{where}: missing field {name!r}")
+        try:
+            validate_comparison(record["prompt"], record["completions"])
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        for name, kind in (("task", str), ("round", int), ("policy", str), ("uid", str)):
+            value = record.get(name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ValueError(f"{where}: field {name!r} must be {kind.__name__} or null, got {value!r}")
+        if "answers" in record:
+            raw_answers = record["answers"]
+            if not isinstance(raw_answers, list):
+                raise ValueError(f"{where}: field 'answers' must be a list")
+        elif "best" in record:
+            raw_answers = [{key: record[key] for key in ("best", "ranking", "labeler") if key in record}]
+        else:
+            raise ValueError(f"{where}: needs field 'best' or field 'answers'")
+        k = len(record["completions"])
+        answers = []
+        for index, raw in enumerate(raw_answers):
+            at = f"{where}: answers[{index}]" if "answers" in record else where
+            if not isinstance(raw, dict):
+                raise ValueError(f"{at}: expected an object")
+            answer = {
+                "labeler": raw.get("labeler", labeler),
+                "best": raw.get("best"),
+                "ranking": raw.get("ranking"),
+                "shown_order": raw.get("shown_order"),
+                "skipped": raw.get("skipped", False),
+                "shown_at": raw.get("shown_at"),
+                "answered_at": raw.get("answered_at") or 0.0,
+            }
+            if not isinstance(answer["labeler"], str) or not answer["labeler"]:
+                raise ValueError(f"{at}: field 'labeler' must be a non-empty string")
+            if not isinstance(answer["skipped"], bool):
+                raise ValueError(f"{at}: field 'skipped' must be true or false")
+            for name in ("shown_at", "answered_at"):
+                if answer[name] is not None and not isinstance(answer[name], (int, float)):
+                    raise ValueError(f"{at}: field {name!r} must be a number of seconds")
+            try:
+                validate_answer(k, answer["best"], answer["ranking"], answer["shown_order"], answer["skipped"])
+            except ValueError as err:
+                raise ValueError(f"{at}: {err}") from None
+            answers.append(answer)
+        comparison = {key: record.get(key) for key in ("prompt", "completions", "task", "round", "policy", "uid")}
+        comparison["uid"] = comparison["uid"] or _content_uid(
+            record["prompt"], record["completions"], record.get("task"), record.get("round")
+        )
+        comparison["created"] = record.get("created") or time.time()
+        return comparison, answers
+
+    @staticmethod
+    def _upsert_comparison(db: sqlite3.Connection, c: dict) -> int:
+        row = db.execute(
+            "SELECT id, prompt, completions, task, round, policy FROM comparisons WHERE uid = ?", (c["uid"],)
+        ).fetchone()
+        if row is not None:
+            if (row[1], json.loads(row[2]), row[3], row[4], row[5]) != (
+                c["prompt"], c["completions"], c["task"], c["round"], c["policy"]
+            ):
+                raise ValueError(f"field 'uid': {c['uid']!r} is already stored with a different comparison")
+            return row[0]
+        return db.execute(
+            "INSERT INTO comparisons (uid, prompt, completions, k, task, round, policy, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (c["uid"], c["prompt"], json.dumps(c["completions"], ensure_ascii=False), len(c["completions"]),
+             c["task"], c["round"], c["policy"], c["created"]),
+        ).lastrowid

@@ -1,0 +1,353 @@
+"""The quickstart: the paper's mock-sentiment experiment (§3.1.1) in miniature, offline, on the embedded model.
+
+    ziegler-trl quickstart                 # ρ = SmolLM2-135M-Instruct, about 15 minutes on 2 CPU cores
+    ziegler-trl quickstart --smoke         # a tiny random model, a couple of minutes: checks the plumbing
+
+Stages (each saved under the output folder; rerunning the same command resumes after the last finished stage):
+1. queries   ρ continues project-written story openings; the continuations, cut by the sentiment task's rules
+             (start after the first ".", end at the last "." within the query budget), are the queries.
+2. labels    K = 4 continuations per query from ρ; the simulated labeler (VADER sentiment, the paper's mock
+             human) picks the most positive; comparisons and answers live in a SQLite LabelStore.
+3. reward    BestOfKRewardTrainer, one epoch, normalised to mean 0 / std 1 on ρ's samples before and after.
+4. policy    ZieglerPPOTrainer with the adaptive KL controller, reward = the trained reward model.
+5. report    held-out queries: labeler score of π vs ρ (with 95% CIs), 2-way preference of π over ρ, final KL vs
+             target; report.md and PNG plots.
+
+Miniature vs the paper: queries of 32 tokens instead of 64 and only the top transformer blocks trained
+(`trainable_top_layers`), so that a 2-core CPU finishes; every other rule is the paper's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from .collection import collect_round
+from .evaluation import preference_win_rate
+from .labeling import LabelStore, SentimentLabeler, sentiment_score
+from .models import freeze_bottom_layers, load_policy, load_tokenizer
+from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+from .reward import BestOfKRewardConfig
+from .reward.pipeline import RewardScriptArguments, train_reward_model
+from .sampling import sample_completions
+from .tasks import TASKS, Query, build_queries
+
+OPENINGS = Path(__file__).with_name("data") / "story_openings.txt"
+
+
+@dataclass
+class QuickstartConfig:
+    output_dir: str = field(default="runs/quickstart", metadata={"help": "Where every stage writes its outputs."})
+    model: str = field(default="embedded", metadata={"help": "ρ, the initial policy ('embedded' = SmolLM2-135M)."})
+    smoke: bool = field(default=False, metadata={"help": "Tiny random model and tiny sizes: a plumbing check."})
+    seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+    query_length: int = field(default=32, metadata={"help": "Query tokens (the paper: 64)."})
+    passages_per_opening: int = field(default=4, metadata={"help": "Continuations of each opening sampled by ρ."})
+    passage_tokens: int = field(default=56, metadata={"help": "Length of each sampled passage."})
+    held_out_queries: int = field(default=40, metadata={"help": "Queries kept out of labeling and PPO."})
+    num_comparisons: int = field(default=256, metadata={"help": "Best-of-K comparisons labeled from ρ."})
+    k: int = field(default=4, metadata={"help": "Completions per comparison."})
+    labeler_temperature: float = field(default=0.0, metadata={"help": "0: the labeler picks the argmax."})
+    trainable_top_layers: int = field(default=4, metadata={"help": "Blocks trained in the RM and policy (CPU knob)."})
+    reward_lr: float = field(default=1e-4, metadata={"help": "Reward model learning rate."})
+    reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
+    ppo_episodes: int = field(default=256, metadata={"help": "PPO episodes."})
+    ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update (rollout batch)."})
+    ppo_lr: float = field(default=3e-5, metadata={"help": "PPO learning rate (linear decay to 0)."})
+    init_kl_coef: float = field(default=0.15, metadata={"help": "Initial β (the paper's sentiment run)."})
+    kl_target: float = field(default=2.0, metadata={"help": "KL target in nats (the paper: 6 over 1M episodes)."})
+    kl_horizon: int = field(default=1000, metadata={"help": "Adaptive controller horizon in episodes."})
+    eval_samples_per_query: int = field(default=4, metadata={"help": "Samples per held-out query from π and ρ."})
+
+    def __post_init__(self):
+        if self.smoke:
+            for name, value in SMOKE.items():
+                setattr(self, name, value)
+
+
+SMOKE = dict(
+    passages_per_opening=1, passage_tokens=40, held_out_queries=6, num_comparisons=16, trainable_top_layers=2,
+    reward_batch_size=4, ppo_episodes=16, ppo_batch_size=8, eval_samples_per_query=1, kl_horizon=100,
+)
+
+
+class Stages:
+    """Named stages with timings, skipped when their output exists (a rerun resumes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.file = root / "stages.json"
+        self.done: dict[str, float] = json.loads(self.file.read_text()) if self.file.is_file() else {}
+
+    def run(self, name: str, fn, *args):
+        if name in self.done:
+            print(f"[quickstart] {name}: done in an earlier run ({self.done[name]:.0f} s), skipped")
+            return None
+        print(f"[quickstart] {name} ...")
+        start = time.perf_counter()
+        result = fn(*args)
+        self.done[name] = time.perf_counter() - start
+        self.file.write_text(json.dumps(self.done, indent=2))
+        print(f"[quickstart] {name}: {self.done[name]:.0f} s")
+        return result
+
+
+def _smoke_model(root: Path) -> str:
+    """A tiny random Llama with the embedded tokenizer (vocabulary and pad token are real)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = root / "smoke-model"
+    if not (folder / "config.json").is_file():
+        tokenizer = load_tokenizer("embedded")
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        )
+        LlamaForCausalLM(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _task(cfg: QuickstartConfig):
+    return dataclasses.replace(TASKS["sentiment"], query_length=cfg.query_length)
+
+
+def make_queries(cfg: QuickstartConfig, model: str, root: Path) -> None:
+    """ρ continues every opening; the task's rules turn the passages into queries; split train / held-out."""
+    tokenizer = load_tokenizer(model)
+    openings = [line for line in OPENINGS.read_text().splitlines() if line and not line.startswith("#")]
+    if cfg.smoke:  # a random model writes no sentences: chain the openings themselves into passages
+        passages = [" ".join(openings[i : i + 3]) for i in range(0, 3 * cfg.held_out_queries * 2, 2)]
+    else:
+        policy = load_policy(model, tokenizer)
+        prompts = [Query(ids=tokenizer.encode(o + " ", add_special_tokens=False), reward_ids=[]) for o in openings]
+        passage_task = dataclasses.replace(TASKS["sentiment"], response_length=cfg.passage_tokens, temperature=1.0)
+        torch.manual_seed(cfg.seed)
+        batch = sample_completions(policy, tokenizer, prompts, passage_task, k=cfg.passages_per_opening, batch_size=8)
+        passages = [o + " " + text for o, texts in zip(openings, batch.texts(tokenizer)) for text in texts]
+    queries = [tokenizer.decode(q.ids) for q in build_queries(passages, _task(cfg), tokenizer)]
+    queries = list(dict.fromkeys(queries))
+    random.Random(cfg.seed).shuffle(queries)
+    n_held_out = min(cfg.held_out_queries, len(queries) // 4)
+    split = {"held_out": queries[:n_held_out], "train": queries[n_held_out:]}
+    if len(split["train"]) < 2:
+        raise RuntimeError(f"only {len(queries)} queries came out of {len(passages)} passages; raise passage_tokens")
+    (root / "queries.json").write_text(json.dumps(split, indent=2, ensure_ascii=False))
+
+
+def _queries(texts: list[str], tokenizer) -> list[Query]:
+    ids = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    return [Query(ids=i, reward_ids=i) for i in ids]
+
+
+def collect_labels(cfg: QuickstartConfig, model: str, root: Path) -> None:
+    tokenizer = load_tokenizer(model)
+    policy = load_policy(model, tokenizer)
+    train = json.loads((root / "queries.json").read_text())["train"]
+    texts = [train[i % len(train)] for i in range(cfg.num_comparisons)]
+    torch.manual_seed(cfg.seed)
+    store = LabelStore(root / "labels.sqlite")
+    labeler = SentimentLabeler(temperature=cfg.labeler_temperature, seed=cfg.seed, name="vader")
+    collect_round(store, policy, tokenizer, _queries(texts, tokenizer), _task(cfg), labeler, k=cfg.k, round=0,
+                  batch_size=8 if cfg.smoke else 16)
+    store.close()
+
+
+def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
+    store = LabelStore(root / "labels.sqlite")
+    labels = store.to_dataset(round=0)
+    # The comparisons' completions are samples of ρ at the task temperature: normalise on them.
+    rho = ([p for p, cs in zip(labels["prompt"], labels["completions"]) for _ in cs],
+           [c for cs in labels["completions"] for c in cs])
+    store.close()
+    script = RewardScriptArguments(model_name_or_path=model, task="sentiment", eval_fraction=0.125,
+                                   normalize_samples=len(rho[0]), trainable_top_layers=cfg.trainable_top_layers)
+    args = BestOfKRewardConfig(
+        output_dir=str(root / "reward_model"), per_device_train_batch_size=cfg.reward_batch_size,
+        per_device_eval_batch_size=16, learning_rate=cfg.reward_lr, logging_steps=2, save_strategy="no",
+        report_to="none", seed=cfg.seed, dataloader_pin_memory=False,
+    )
+    train_reward_model(script, args, labels=labels, rho_samples=rho)
+
+
+def train_policy(cfg: QuickstartConfig, model: str, root: Path) -> None:
+    tokenizer = load_tokenizer(model)
+    policy = load_policy(model, tokenizer)
+    freeze_bottom_layers(policy, cfg.trainable_top_layers)
+    train = json.loads((root / "queries.json").read_text())["train"]
+    micro = min(8, cfg.ppo_batch_size)
+    args = ZieglerPPOConfig(
+        output_dir=str(root / "policy"), task="sentiment", per_device_train_batch_size=micro,
+        gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes,
+        learning_rate=cfg.ppo_lr, kl_control="adaptive", init_kl_coef=cfg.init_kl_coef, kl_target=cfg.kl_target,
+        kl_horizon=cfg.kl_horizon, seed=cfg.seed, report_to="none", save_strategy="no", logging_steps=4,
+        num_completions_to_print=2, dataloader_pin_memory=False,
+    )
+    trainer = ZieglerPPOTrainer(policy, args=args, train_dataset=Dataset.from_dict({"prompt": train}),
+                                processing_class=tokenizer, reward_model=str(root / "reward_model"))
+    trainer.train()
+    trainer.save_model(str(root / "policy"))
+    tokenizer.save_pretrained(root / "policy")
+    (root / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return t.mean().item(), 1.96 * t.std().item() / math.sqrt(len(values))
+
+
+def evaluate(cfg: QuickstartConfig, model: str, root: Path) -> dict:
+    tokenizer = load_tokenizer(model)
+    held_out = json.loads((root / "queries.json").read_text())["held_out"]
+    queries = _queries(held_out, tokenizer)
+    samples = {}
+    for name, path in (("rho", model), ("pi", str(root / "policy"))):
+        policy = load_policy(path, tokenizer)
+        torch.manual_seed(cfg.seed + 1)
+        samples[name] = sample_completions(policy, tokenizer, queries, _task(cfg), k=cfg.eval_samples_per_query,
+                                           batch_size=16).texts(tokenizer)
+    flat = {name: [t for texts in s for t in texts] for name, s in samples.items()}
+    scores = {name: sentiment_score(texts) for name, texts in flat.items()}
+    diffs = [a - b for a, b in zip(scores["pi"], scores["rho"])]
+    # 2-way protocol, one item per (query, sample index): π's j-th sample against ρ's j-th sample.
+    prompts = [q for q in held_out for _ in range(cfg.eval_samples_per_query)]
+    preference = preference_win_rate([[t] for t in flat["pi"]], [[t] for t in flat["rho"]], prompts,
+                                     SentimentLabeler(name="vader-eval"), protocol="2way", n_labelers=1,
+                                     names=("pi", "rho"), seed=cfg.seed)
+    log = json.loads((root / "ppo_log.json").read_text())
+    updates = [e for e in log if "objective/kl" in e]
+    reward_metrics = json.loads((root / "reward_model" / "reward_metrics.json").read_text())
+    examples = [
+        {"query": q, "rho": samples["rho"][i][0], "pi": samples["pi"][i][0]} for i, q in enumerate(held_out[:5])
+    ]
+    results = {
+        "held_out_queries": len(held_out),
+        "samples_per_policy": len(flat["pi"]),
+        "score_rho": _mean_ci(scores["rho"]),
+        "score_pi": _mean_ci(scores["pi"]),
+        "score_gain": _mean_ci(diffs),
+        "win_rate_pi_over_rho": [preference.win_rate, preference.ci_low, preference.ci_high, preference.n],
+        "final_kl": updates[-1]["objective/kl"] if updates else float("nan"),
+        "kl_target": cfg.kl_target,
+        "final_kl_coef": updates[-1].get("objective/kl_coef") if updates else float("nan"),
+        "rm_accuracy_before": reward_metrics.get("eval_accuracy_before"),
+        "rm_accuracy": reward_metrics.get("eval_accuracy"),
+        "rm_num_train": reward_metrics.get("num_train"),
+        "rm_num_eval": reward_metrics.get("num_eval"),
+        "examples": examples,
+    }
+    (root / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    return results
+
+
+def plot(root: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = json.loads((root / "ppo_log.json").read_text())
+    updates = [e for e in log if "objective/kl" in e]
+    episodes = [e.get("episodes", i + 1) for i, e in enumerate(updates)]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in zip(axes, ("objective/scores", "objective/kl", "objective/kl_coef"),
+                              ("reward-model score", "KL(π‖ρ) per response (nats)", "β")):
+        ax.plot(episodes, [e.get(key, float("nan")) for e in updates], marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("episodes")
+    results = json.loads((root / "results.json").read_text())
+    axes[1].axhline(results["kl_target"], color="gray", linestyle="--", label="target")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(root / "ppo.png", dpi=110)
+    plt.close(fig)
+
+    rm_log = json.loads((root / "reward_model" / "trainer_log.json").read_text())
+    steps = [e["step"] for e in rm_log if "accuracy" in e and "loss" in e]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(steps, [e["accuracy"] for e in rm_log if "accuracy" in e and "loss" in e], marker="o", label="train")
+    ax.axhline(results["rm_accuracy"], color="C1", label="held-out (final)")
+    ax.axhline(0.25, color="gray", linestyle="--", label="chance (1/4)")
+    ax.set_title("reward model accuracy (best of 4)")
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(root / "reward_accuracy.png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict) -> Path:
+    def ci(pair):
+        return f"{pair[0]:+.3f} ± {pair[1]:.3f}"
+
+    win, low, high, n = results["win_rate_pi_over_rho"]
+    kl, target = results["final_kl"], results["kl_target"]
+    lines = [
+        "# ziegler-trl quickstart" + (" (smoke)" if cfg.smoke else ""),
+        "",
+        "The paper's mock-sentiment experiment in miniature: ρ = "
+        f"`{cfg.model}`, a simulated labeler (VADER) picks the most positive of {cfg.k} continuations, a reward "
+        "model learns its choices, PPO with an adaptive KL penalty optimises the policy against it.",
+        "",
+        "## What ran",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()],
+        f"| **total** | **{sum(timings.values()):.0f}** |",
+        "",
+        f"Settings: {json.dumps(dataclasses.asdict(cfg))}",
+        "",
+        "## Results on held-out queries",
+        "",
+        f"- Labeler score (VADER compound, mean ± 95% CI over {results['samples_per_policy']} samples from "
+        f"{results['held_out_queries']} held-out queries): ρ {ci(results['score_rho'])}, π {ci(results['score_pi'])}; "
+        f"gain π − ρ {ci(results['score_gain'])}.",
+        f"- 2-way preference of the simulated labeler for π over ρ: {win:.1%} (95% Wilson CI {low:.1%}–{high:.1%}, "
+        f"n = {n}).",
+        f"- Final KL(π‖ρ) {kl:.2f} nats vs target {target:.2f} ({(kl - target) / target:+.0%}); final β "
+        f"{results['final_kl_coef']:.4f}.",
+        f"- Reward model: held-out accuracy {results['rm_accuracy']:.1%} on {results['rm_num_eval']} comparisons "
+        f"(chance 25%), trained on {results['rm_num_train']}.",
+        "",
+        "![PPO](ppo.png)",
+        "",
+        "![Reward model accuracy](reward_accuracy.png)",
+        "",
+        "## Sample continuations (held-out queries)",
+        "",
+    ]
+    for example in results["examples"]:
+        lines += [f"**Query:** {example['query']!r}", "", f"- ρ: {example['rho']!r}", f"- π: {example['pi']!r}", ""]
+    path = root / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_quickstart(cfg: QuickstartConfig) -> Path:
+    root = Path(cfg.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    model = _smoke_model(root) if cfg.smoke else cfg.model
+    stages = Stages(root)
+    stages.run("queries", make_queries, cfg, model, root)
+    stages.run("labels", collect_labels, cfg, model, root)
+    stages.run("reward", train_reward, cfg, model, root)
+    stages.run("policy", train_policy, cfg, model, root)
+    start = time.perf_counter()
+    results = evaluate(cfg, model, root)
+    plot(root)
+    timings = {**stages.done, "evaluate": time.perf_counter() - start}
+    path = write_report(cfg, root, results, timings)
+    print(path.read_text())
+    return path
