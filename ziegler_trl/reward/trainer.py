@@ -15,15 +15,15 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.data.data_collator import DataCollatorMixin
+from transformers.utils import logging
 from trl import RewardConfig, RewardTrainer
 from trl.data_utils import is_conversational
 
-from transformers.utils import logging
-
 from ..models import ensure_pad_token, load_reward_model, load_tokenizer
+from ..precision import cuda_bf16_available, warn_if_slow_bf16
+from ..sampling import pad_left
 from .labels import validate_label_rows
 from .loss import best_of_k_loss, ranking_loss
-from ..sampling import pad_left
 from .scoring import pad_right
 
 logger = logging.get_logger(__name__)
@@ -71,7 +71,8 @@ class BestOfKRewardConfig(RewardConfig):
 
     def __post_init__(self):
         if self.bf16 is None:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()) and not self.fp16
+            self.bf16 = cuda_bf16_available() and not self.fp16
+        warn_if_slow_bf16(self.bf16)
         if self.gradient_checkpointing and self.share_prompt_forward:
             raise ValueError(
                 "share_prompt_forward needs the prompt's KV cache, which gradient checkpointing disables: set "
