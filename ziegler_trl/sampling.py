@@ -16,6 +16,9 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .tasks import Query, TaskSpec, get_task, truncate_responses
 
+# Every rank samples differently: seed + rank * RANK_SEED_STRIDE (the paper's code offsets seeds per MPI rank).
+RANK_SEED_STRIDE = 100003
+
 
 def pad_left(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), left-padded to the longest sequence."""

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
+from transformers import set_seed
 
 from ..models import freeze_bottom_layers, load_policy, load_reward_model, load_tokenizer
-from ..sampling import sample_completions
+from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import Query, get_task
 from .labels import load_label_dataset
 from .normalization import normalize_reward_model
@@ -73,16 +74,20 @@ def train_reward_model(
         freeze_bottom_layers(model, script_args.trainable_top_layers)
     metrics: dict = {"task": task.name, "num_train": len(train), "num_eval": len(held_out) if held_out else 0}
 
+    # Under `accelerate launch` every rank samples its share of ρ's samples; normalisation fits on all of them.
+    state = training_args.distributed_state
     rho_prompts, rho_completions = rho_samples or ([], [])
     if script_args.normalize_samples and not rho_prompts:
         # ρ answers the label prompts (the reward model's view of a query), wrapped in the task's prefix/suffix.
         prompts = list(dict.fromkeys(labels["prompt"]))[: script_args.normalize_samples]
         prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
+        prompts = prompts[state.process_index :: state.num_processes]
         policy = load_policy(script_args.model_name_or_path, tokenizer)
         queries = []
         for prompt in prompts:
             ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)
             queries.append(Query(ids=ids, reward_ids=tokenizer.encode(prompt, add_special_tokens=False)))
+        set_seed(training_args.seed + state.process_index * RANK_SEED_STRIDE)
         samples = sample_completions(policy, tokenizer, queries, task, k=1, batch_size=script_args.sampling_batch_size)
         rho_prompts, rho_completions = prompts, [texts[0] for texts in samples.texts(tokenizer)]
         del policy
