@@ -1,6 +1,16 @@
 """ziegler-trl: Fine-Tuning Language Models from Human Preferences (Ziegler et al., 2019) on Hugging Face TRL."""
 
-from .evaluation import copy_stats, lead3, preference_win_rate, rouge
+from .evaluation import (
+    agreement_table,
+    copy_stats,
+    copy_table,
+    has_preamble,
+    lead3,
+    optimal_policy_frontier,
+    preference_win_rate,
+    rouge,
+    win_rate_from_records,
+)
 from .labeling import (
     HumanLabeler,
     Labeler,
