@@ -40,9 +40,9 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_llama(tokenizer, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+def tiny_config(tokenizer, **overrides) -> LlamaConfig:
+    """A Llama config of a few thousand weights (plus embeddings) over `tokenizer`'s vocabulary."""
+    settings = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -55,7 +55,12 @@ def tiny_llama(tokenizer, seed: int = 0) -> LlamaForCausalLM:
         bos_token_id=None,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config)
+    return LlamaConfig(**{**settings, **overrides})
+
+
+def tiny_llama(tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_config(tokenizer))
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
+from tests.conftest import tiny_config
 from ziegler_trl.evaluation import optimal_policy_frontier, optimal_policy_point, sample_rewards
 
 RHO = np.array([0.5, 0.3, 0.2])
@@ -76,15 +77,9 @@ def test_sample_rewards_scores_valid_samples_and_penalises_the_rest(one_thread):
 
     tokenizer = load_tokenizer("embedded")
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=1,
+    config = tiny_config(
+        tokenizer, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, tie_word_embeddings=False, num_labels=1
     )
     policy, reward_model = LlamaForCausalLM(config).eval(), LlamaForSequenceClassification(config).eval()
     # Uniform next tokens except "." at p ~ 0.1 (at T = 0.7): some samples end in the truncation window, some not.

@@ -2,8 +2,9 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_config
 from ziegler_trl.evaluation import preference_win_rate, wilson_interval, win_rate_from_records
 
 
@@ -118,14 +119,9 @@ def test_sampling_from_models_with_the_task_format(one_thread):
 
     tokenizer = load_tokenizer("embedded")
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
+    config = tiny_config(
+        tokenizer, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, tie_word_embeddings=False
     )
     model_a, model_b = LlamaForCausalLM(config).eval(), LlamaForCausalLM(config).eval()
     texts = ["Intro. She walked home in the rain. It was cold.", "Start. He ate the cake. Then slept."]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.conftest import tiny_config
 from ziegler_trl.evaluation import lead3, rouge
 
 EVAL = Path(__file__).parents[1] / "eval"
@@ -104,14 +105,9 @@ def test_model_row_then_saved_samples(tmp_path, one_thread):
 
     tokenizer = load_tokenizer("embedded")
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
+    config = tiny_config(
+        tokenizer, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, tie_word_embeddings=False
     )
     folder = tmp_path / "tiny"
     LlamaForCausalLM(config).save_pretrained(folder)
