@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .labeling import Labeler, LabelStore
@@ -100,18 +101,21 @@ def collect_round(
 ) -> list[int]:
     """One collection round into a `LabelStore`, resumable: sample → store → label.
 
-    If the store already holds this round's comparisons they are reused (never re-sampled), and the labeler is
-    asked only for the answers it has not given, so rerunning after a kill repeats no paid-for label. The
-    comparisons of a round are stored in one transaction: a kill loses unsaved samples, never a half comparison.
-    With a human labeler and `wait=False`, returns at once; answers arrive through the web app.
+    Comparisons are stored `batch_size` queries at a time, each batch in one transaction; a rerun finds the ones
+    already stored (never re-sampled), samples only the rest, and asks the labeler only for answers it has not
+    given, so a kill at any point repeats no paid-for label and leaves no half comparison. With a human labeler
+    and `wait=False`, returns once the comparisons are stored and assigned; answers arrive through the web app.
     """
     task = get_task(task)
     ids = store.comparison_ids(round=round, task=task.name)
-    if not ids:
-        rows = sample_comparisons(policy, tokenizer, queries, task, k=k, batch_size=batch_size)
-        ids = store.add_comparisons(
-            [r["prompt"] for r in rows], [r["completions"] for r in rows], task=task.name, round=round,
-            policy=policy_name,
-        )
+    with tqdm(total=len(queries), initial=len(ids), desc=f"round {round}: comparisons stored") as bar:
+        for start in range(len(ids), len(queries), batch_size):
+            rows = sample_comparisons(policy, tokenizer, queries[start : start + batch_size], task, k=k,
+                                      batch_size=batch_size, progress=False)
+            ids += store.add_comparisons(
+                [r["prompt"] for r in rows], [r["completions"] for r in rows], task=task.name, round=round,
+                policy=policy_name,
+            )
+            bar.update(len(rows))
     labeler.label_comparisons(store, ids, wait=wait)
     return ids

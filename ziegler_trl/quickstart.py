@@ -59,6 +59,7 @@ class QuickstartConfig:
     trainable_top_layers: int = field(default=4, metadata={"help": "Blocks trained in the RM and policy (CPU knob)."})
     reward_lr: float = field(default=1e-4, metadata={"help": "Reward model learning rate."})
     reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
+    reward_epochs: float = field(default=1.0, metadata={"help": "Reward model epochs (the paper: 1)."})
     ppo_episodes: int = field(default=256, metadata={"help": "PPO episodes."})
     ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update (rollout batch)."})
     ppo_lr: float = field(default=3e-5, metadata={"help": "PPO learning rate (linear decay to 0)."})
@@ -174,7 +175,8 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
                                    normalize_samples=len(rho[0]), trainable_top_layers=cfg.trainable_top_layers)
     args = BestOfKRewardConfig(
         output_dir=str(root / "reward_model"), per_device_train_batch_size=cfg.reward_batch_size,
-        per_device_eval_batch_size=16, learning_rate=cfg.reward_lr, logging_steps=2, save_strategy="no",
+        per_device_eval_batch_size=16, learning_rate=cfg.reward_lr, num_train_epochs=cfg.reward_epochs,
+        logging_steps=2, save_strategy="no",
         report_to="none", seed=cfg.seed, dataloader_pin_memory=False,
     )
     train_reward_model(script, args, labels=labels, rho_samples=rho)
