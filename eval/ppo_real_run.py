@@ -6,7 +6,7 @@ none). Reward: the VADER compound sentiment score (`vaderSentiment`, in [−1, 1
 a documented stand-in for a trained reward model. Prints score / KL / β per PPO update, writes `log.json` and
 `ppo_real_run.png` to --output-dir.
 
-    python eval/ppo_real_run.py --updates 8 --batch-size 8
+    OMP_NUM_THREADS=1 python eval/ppo_real_run.py --updates 16 --batch-size 8
 """
 
 from __future__ import annotations
@@ -86,10 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--output-dir", default="runs/ppo_real_run")
-    parser.add_argument("--updates", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8, help="episodes per PPO update")
     parser.add_argument("--micro-batch", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--init-kl-coef", type=float, default=0.1)
     parser.add_argument("--kl-target", type=float, default=3.0)
     parser.add_argument("--kl-horizon", type=int, default=32, help="episodes; short so β can move in a few updates")

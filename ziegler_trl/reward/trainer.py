@@ -249,7 +249,8 @@ class BestOfKRewardTrainer(RewardTrainer):
         with torch.no_grad():
             accuracy = (rewards.argmax(dim=1) == best).float()
             gathered_rewards = self.accelerator.gather_for_metrics(rewards.detach().float())
-            self._metrics[mode]["accuracy"].append(self.accelerator.gather_for_metrics(accuracy).mean().item())
+            # one entry per comparison, so the logged mean is exact however the batches split
+            self._metrics[mode]["accuracy"].extend(self.accelerator.gather_for_metrics(accuracy).tolist())
             self._metrics[mode]["mean_reward"].append(gathered_rewards.mean().item())
             self._metrics[mode]["std_reward"].append(gathered_rewards.std(unbiased=False).item())
             if mode == "train":
