@@ -29,7 +29,7 @@ quickstart-smoke: $(BIN)/.installed
 	$(BIN)/ziegler-trl quickstart --smoke --output-dir runs/quickstart-smoke
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs

@@ -21,21 +21,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from transformers import TrainerCallback
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from ziegler_trl.labeling import sentiment_reward
 from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from ziegler_trl.tasks import load_task_texts
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "books_sample.jsonl"
-
-
-def vader_reward():
-    analyzer = SentimentIntensityAnalyzer()
-
-    def reward_fn(prompts: list[str], completions: list[str]) -> list[float]:
-        return [analyzer.polarity_scores(c)["compound"] for c in completions]
-
-    return reward_fn
 
 
 class PrintUpdates(TrainerCallback):
@@ -117,7 +108,7 @@ def main() -> None:
         num_completions_to_print=2,
     )
     printer = PrintUpdates()
-    trainer = ZieglerPPOTrainer("embedded", args, train_dataset=texts, reward_fn=vader_reward(), callbacks=[printer])
+    trainer = ZieglerPPOTrainer("embedded", args, train_dataset=texts, reward_fn=sentiment_reward, callbacks=[printer])
     print(
         f"{len(trainer.train_dataset)} queries; {cli.updates} updates × {args.rollout_batch_size} episodes", flush=True
     )

@@ -22,10 +22,17 @@ def _train_reward(argv: list[str]) -> None:
     train_reward_model(*TrlParser((RewardScriptArguments, BestOfKRewardConfig)).parse_args_and_config(argv))
 
 
+def _train_policy(argv: list[str]) -> None:
+    from .ppo.pipeline import main as train_policy_main
+
+    train_policy_main(argv)
+
+
 # Subcommands whose options are dataclass fields (parsed by TrlParser, YAML via --config).
 DATACLASS_COMMANDS = {
     "quickstart": (_quickstart, "the mock-sentiment experiment in miniature on the embedded model"),
     "train-reward": (_train_reward, "train and normalise a best-of-K reward model (see recipes/train_reward.py)"),
+    "train-policy": (_train_policy, "PPO against a reward model or scorer (see recipes/train_policy.py)"),
 }
 
 

@@ -1,0 +1,50 @@
+"""recipes/train_policy.py end to end on a tiny model: YAML-style arguments in, an HF folder + value head out."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from ziegler_trl.ppo import ZieglerPPOConfig
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_policy.py"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("train_policy_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_trains_and_saves_a_loadable_policy(tiny_model_dir, tmp_path):
+    data = tmp_path / "books.jsonl"
+    text = "It was late. She smiled at the happy dog and laughed. The rain fell all night and the road was wet."
+    data.write_text("\n".join(json.dumps({"text": text}) for _ in range(8)))
+    config = tmp_path / "ppo.yaml"
+    config.write_text(
+        f"policy_model: {tiny_model_dir}\nreward_scorer: vader\ndataset: {data}\ntask: sentiment\n"
+        f"output_dir: {tmp_path / 'out'}\nper_device_train_batch_size: 4\nnum_ppo_epochs: 1\ntotal_episodes: 8\n"
+        "save_strategy: 'no'\nreport_to: none\nlog_completions: false\n"
+    )
+    trainer = load_recipe().main(["--config", str(config), "--response_length", "20"])
+    assert trainer is None
+    out = tmp_path / "out"
+    assert (out / "value_head.safetensors").is_file()
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size > 0
+    assert not list(out.glob("checkpoint-*"))  # save_strategy 'no': only the final folder
+
+
+def test_recipe_requires_exactly_one_reward(tmp_path):
+    from ziegler_trl.ppo import pipeline as recipe
+
+    args = recipe.PolicyScriptArguments(reward_model=None, reward_scorer=None)
+    with pytest.raises(ValueError, match="exactly one of --reward_model and --reward_scorer"):
+        recipe.train_policy(args, ZieglerPPOConfig(output_dir=str(tmp_path), report_to=[]))
+    args = recipe.PolicyScriptArguments(reward_scorer="stars")
+    with pytest.raises(ValueError, match="Unknown reward_scorer 'stars'"):
+        recipe.train_policy(args, ZieglerPPOConfig(output_dir=str(tmp_path), report_to=[]))

@@ -1,0 +1,204 @@
+"""ZieglerPPOTrainer on tiny Llama models: log-probs, rewards, β control, resume, NaN guard, PEFT, safety checks."""
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from tests.conftest import tiny_llama
+from ziegler_trl.ppo import (
+    AdaptiveKLController,
+    NonFiniteError,
+    ZieglerPPOConfig,
+    ZieglerPPOTrainer,
+)
+from ziegler_trl.ppo.core import logprobs_from_logits
+from ziegler_trl.sampling import pad_left, sampling_config
+
+PROMPTS = ["The cat sat", "A happy dog ran in", "She was", "I love this wonderful", "The rain", "He laughed", "It", "Nothing happened"]
+TEXTS = [
+    "The cat sat on the mat. It was a good day. A happy dog ran in the park.",
+    "She was sad and tired. The rain fell all night. He laughed; the joke was great.",
+    "I love this wonderful book. I hate the terrible ending. Nothing happened, then everything happened.",
+    "It was late. The market fell sharply today. Stocks dropped.",
+] * 2
+
+
+def length_reward(prompts, completions):
+    return [len(c) / 10 for c in completions]
+
+
+def make_trainer(tokenizer, tmp_path, name="ppo", model=None, reward_fn=length_reward, dataset=None, **overrides):
+    config = {
+        "output_dir": str(tmp_path / name), "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+        "num_ppo_epochs": 2, "response_length": 6, "temperature": 0.7, "total_episodes": 12, "learning_rate": 3e-3,
+        "init_kl_coef": 0.1, "kl_target": 0.5, "kl_horizon": 8, "report_to": [], "save_strategy": "no", "seed": 0,
+        "log_completions": False, "disable_tqdm": True,
+    }
+    config.update(overrides)
+    trainer_kwargs = {k: config.pop(k) for k in ("ref_model", "peft_config", "eval_labels") if k in config}
+    return ZieglerPPOTrainer(
+        model if model is not None else tiny_llama(tokenizer), ZieglerPPOConfig(**config),
+        train_dataset=dataset if dataset is not None else Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tokenizer, reward_fn=reward_fn, **trainer_kwargs,
+    )
+
+
+def rollout_logs(trainer):
+    return [entry for entry in trainer.state.log_history if "objective/kl" in entry]
+
+
+def test_rollout_and_recomputed_logprobs_agree_at_temperature(tiny_tokenizer, tmp_path):
+    trainer = make_trainer(tiny_tokenizer, tmp_path)
+    wrapper, pad = trainer.model, tiny_tokenizer.pad_token_id
+    queries = [tiny_tokenizer.encode(p) for p in PROMPTS[:4]]  # different lengths: left padding matters
+    input_ids, mask = pad_left(queries, pad)
+    torch.manual_seed(0)
+    out = wrapper.policy.generate(
+        input_ids=input_ids, attention_mask=mask, generation_config=sampling_config(trainer.sampling_task, pad),
+        output_scores=True, return_dict_in_generate=True,
+    )
+    responses = out.sequences[:, input_ids.shape[1] :]
+    sampled = torch.log_softmax(torch.stack(out.scores, dim=1), dim=-1).gather(-1, responses.unsqueeze(-1)).squeeze(-1)
+    full_ids = torch.cat([input_ids, responses], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(responses)], dim=1)
+    with torch.no_grad():
+        logits, values = wrapper(full_ids, full_mask, responses.shape[1])
+    torch.testing.assert_close(logprobs_from_logits(logits, responses, 0.7), sampled, atol=1e-4, rtol=0)
+    assert (logprobs_from_logits(logits, responses, 1.0) - sampled).abs().max() > 1e-2
+    assert values.abs().max().item() == 0.0  # zero-initialised value head
+
+
+def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path):
+    # response_length 4 < truncate_after 16: no response can be valid, every one earns the −1 penalty
+    trainer = make_trainer(
+        tiny_tokenizer, tmp_path, task="sentiment", response_length=4, dataset=Dataset.from_dict({"text": TEXTS}),
+        reward_fn=lambda p, c: [5.0] * len(c), ref_model=tiny_llama(tiny_tokenizer, seed=1),
+    )
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    assert all(row["query_ids"][-1] == tiny_tokenizer.encode(".")[0] for row in rows)
+    rollout = trainer._rollout(rows)
+    with torch.no_grad():
+        ref_logits = trainer._forward_reference(rollout["input_ids"], rollout["attention_mask"])
+    ref_logprobs = logprobs_from_logits(ref_logits, rollout["responses"], 0.7)
+    kl_part = -0.1 * (rollout["logprobs"] - ref_logprobs)
+    assert kl_part.abs().min() > 0
+    torch.testing.assert_close(rollout["rewards"][:, :-1], kl_part[:, :-1])
+    torch.testing.assert_close(rollout["rewards"][:, -1], kl_part[:, -1] - 1.0)
+    assert trainer._metrics["objective/scores"] == [-1.0]
+    assert trainer._metrics["objective/valid_fraction"] == [0.0]
+
+
+def test_three_updates_move_beta_toward_the_target(tiny_tokenizer, tmp_path):
+    trainer = make_trainer(tiny_tokenizer, tmp_path, num_ppo_epochs=4, learning_rate=1e-2, kl_target=0.05)
+    assert trainer.args.max_steps == 12
+    trainer.train()
+    logs = rollout_logs(trainer)
+    assert len(logs) == 3 and logs[0]["objective/kl"] == 0.0  # π = ρ before the first update
+    beta = 0.1
+    for entry in logs:
+        assert entry["objective/kl_coef"] == pytest.approx(beta)
+        error = min(max(entry["objective/kl"] / 0.05 - 1, -0.2), 0.2)
+        new_beta = beta * (1 + error * 4 / 8)
+        assert (new_beta - beta) * (entry["objective/kl"] - 0.05) > 0  # β rises above target, falls below
+        beta = new_beta
+    assert trainer.kl_controller.value == pytest.approx(beta)
+    assert any(entry["objective/kl"] > 0.05 for entry in logs[1:])  # the policy moved; β was pushed back up
+    for key in ("ppo/loss/policy", "ppo/loss/value", "ppo/val/var_explained", "ppo/policy/entropy", "ppo/returns/var"):
+        assert key in trainer.state.log_history[0]
+
+
+def test_resume_reproduces_beta_step_and_weights(tiny_tokenizer, tmp_path):
+    full = make_trainer(tiny_tokenizer, tmp_path, name="full", save_strategy="steps", save_steps=2)
+    full.train()
+    full.save_model(str(tmp_path / "final"))
+    resumed = make_trainer(tiny_tokenizer, tmp_path, name="resumed", save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-4"))
+    assert resumed.state.global_step == full.state.global_step == 6
+    assert resumed.kl_controller.value == full.kl_controller.value
+    assert rollout_logs(resumed)[-1]["objective/kl"] == pytest.approx(rollout_logs(full)[-1]["objective/kl"])
+    for (name, a), b in zip(full.model.named_parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, msg=name)
+    # the final folder is a plain HF causal LM plus the value head
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    torch.testing.assert_close(reloaded.model.embed_tokens.weight, full.model.policy.model.embed_tokens.weight)
+    torch.testing.assert_close(load_file(tmp_path / "final" / "value_head.safetensors")["weight"], full.model.value_head.weight)
+
+
+def test_non_finite_reward_stops_with_error_and_keeps_last_checkpoint(tiny_tokenizer, tmp_path):
+    calls = []
+
+    def flaky_reward(prompts, completions):
+        calls.append(1)
+        return [float("nan") if len(calls) > 1 else 1.0] * len(completions)
+
+    trainer = make_trainer(tiny_tokenizer, tmp_path, reward_fn=flaky_reward, save_strategy="steps", save_steps=2)
+    with pytest.raises(NonFiniteError, match=r"Non-finite values in the rollout .* global step 2 .*checkpoint-2"):
+        trainer.train()
+    assert sorted(p.name for p in (tmp_path / "ppo").glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_lora_policy_uses_adapters_off_as_reference(tiny_tokenizer, tmp_path):
+    from peft import LoraConfig
+
+    trainer = make_trainer(
+        tiny_tokenizer, tmp_path, total_episodes=8, learning_rate=5e-2,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    assert trainer.ref_model is None
+    trainer.train()
+    logs = rollout_logs(trainer)
+    assert logs[0]["objective/kl"] == 0.0 and logs[1]["objective/kl"] != 0.0
+    trainer.save_model(str(tmp_path / "lora"))
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "lora" / "value_head.safetensors").is_file()
+
+
+def test_tf_adam_fixed_kl_and_gradient_accumulation(tiny_tokenizer, tmp_path):
+    trainer = make_trainer(
+        tiny_tokenizer, tmp_path, tf_adam=True, kl_control="fixed", init_kl_coef=0.03, total_episodes=8,
+        per_device_train_batch_size=2, gradient_accumulation_steps=2,  # 2 micro-batches per optimizer step
+    )
+    trainer.train()
+    assert trainer.state.global_step == 4 and trainer._step == 8
+    assert type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__ == "TFAdam"
+    assert [e["objective/kl_coef"] for e in rollout_logs(trainer)] == [0.03, 0.03]
+    assert not isinstance(trainer.kl_controller, AdaptiveKLController)
+
+
+def test_reward_check_on_held_out_labels(tiny_tokenizer, tmp_path):
+    labels = Dataset.from_dict({
+        "prompt": ["a", "b", "c"],
+        "completions": [["short", "a much longer one"], ["x", "longer text"], ["tiny", "longest completion here"]],
+        "best": [1, 1, 1],
+    })
+    make_trainer(tiny_tokenizer, tmp_path, eval_labels=labels)  # length reward agrees with every label
+    with pytest.raises(ValueError, match=r"picks the labeled best in 0.0% of 3 .*chance \(50.0%\)"):
+        make_trainer(tiny_tokenizer, tmp_path, eval_labels=labels, reward_fn=lambda p, c: [-len(x) for x in c])
+
+
+def test_bad_inputs_are_named(tiny_tokenizer, tmp_path):
+    with pytest.raises(ValueError, match=r"needs a `prompt` column .* got columns \['question'\]"):
+        make_trainer(tiny_tokenizer, tmp_path, dataset=Dataset.from_dict({"question": ["a"]}))
+    with pytest.raises(ValueError, match="set both `response_length` and `temperature`"):
+        make_trainer(tiny_tokenizer, tmp_path, response_length=None)
+    with pytest.raises(ValueError, match=r"save_steps \(3\) must be a multiple .* = 2"):
+        ZieglerPPOConfig(output_dir=str(tmp_path), num_ppo_epochs=2, save_steps=3, report_to=[])
+    with pytest.raises(ValueError, match="exactly one of `reward_model`"):
+        ZieglerPPOTrainer(tiny_llama(tiny_tokenizer), ZieglerPPOConfig(output_dir=str(tmp_path), report_to=[]),
+                          train_dataset=Dataset.from_dict({"prompt": ["a"]}), processing_class=tiny_tokenizer)
+
+
+def test_ppo_raises_a_simple_reward(tiny_tokenizer, tmp_path):
+    """End to end: the policy learns to write more 'e's (a sign flip anywhere would make the score fall)."""
+    trainer = make_trainer(
+        tiny_tokenizer, tmp_path, per_device_train_batch_size=16, response_length=8, total_episodes=16 * 30,
+        init_kl_coef=0.01, kl_target=50.0, kl_horizon=10000, num_ppo_epochs=4, logging_steps=4,
+        dataset=Dataset.from_dict({"prompt": PROMPTS * 4}),
+        reward_fn=lambda prompts, completions: [5 * c.count("e") / max(len(c), 1) for c in completions],
+    )
+    trainer.train()
+    scores = [entry["objective/scores"] for entry in rollout_logs(trainer)]
+    assert len(scores) == 30
+    assert sum(scores[-5:]) / 5 > sum(scores[:5]) / 5 + 0.5

@@ -1,0 +1,125 @@
+"""ZieglerPPOConfig: the paper's PPO hyperparameters on top of TRL's trainer arguments."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from trl.trainer.base_config import _BaseConfig
+
+from ..precision import cuda_bf16_available, warn_if_slow_bf16
+
+
+@dataclass
+class ZieglerPPOConfig(_BaseConfig):
+    """Configuration of `ZieglerPPOTrainer`. Defaults are the paper's code (lm-human-preferences) for the style tasks.
+
+    Batch layout: one PPO update samples `rollout_batch_size = per_device_train_batch_size ×
+    gradient_accumulation_steps × num_processes × num_mini_batches` episodes, then runs `num_ppo_epochs` passes over
+    them, each split into `num_mini_batches` optimizer steps. With the paper's 512 episodes and one minibatch on
+    8 GPUs: per_device_train_batch_size 8, gradient_accumulation_steps 8.
+    """
+
+    # Task and sampling
+    task: str | None = field(
+        default=None,
+        metadata={"help": "Task preset (sentiment, descriptiveness, tldr, cnndm): formats raw `text` rows into queries, "
+                  "sets response length, temperature, truncation and the -1 penalty. None: use the dataset's "
+                  "`prompt` column with `response_length` and `temperature`, no truncation."},
+    )
+    response_length: int | None = field(
+        default=None, metadata={"help": "Tokens sampled per response (fixed length). Default: the task's value."}
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "Sampling temperature, also applied to the logits whenever log-probs are computed. "
+                  "Default: the task's value."},
+    )
+    rollout_forward_batch_size: int = field(
+        default=32, metadata={"help": "Rows per no-grad forward pass (policy, reference, reward) during rollouts."}
+    )
+    # PPO
+    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch (noptepochs)."})
+    num_mini_batches: int = field(default=1, metadata={"help": "Optimizer steps per PPO epoch (nminibatches)."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor γ of GAE."})
+    lam: float = field(default=0.95, metadata={"help": "GAE λ."})
+    cliprange: float = field(default=0.2, metadata={"help": "Clip range ε of the policy ratio."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of the value prediction around the old value."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
+    whiten_rewards: bool = field(
+        default=True,
+        metadata={"help": "Scale per-token rewards by their minibatch std before GAE (the mean is kept). On for the "
+                  "style tasks, off for summarization."},
+    )
+    # KL penalty
+    kl_control: str = field(
+        default="adaptive", metadata={"help": "'adaptive' (β driven toward kl_target) or 'fixed' (β = init_kl_coef)."}
+    )
+    init_kl_coef: float = field(default=0.15, metadata={"help": "Initial (or fixed) KL coefficient β."})
+    kl_target: float = field(default=6.0, metadata={"help": "Target KL(π‖ρ) per response in nats (adaptive control)."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Horizon of the adaptive controller, in episodes."})
+    kl_warn_factor: float = field(
+        default=3.0, metadata={"help": "Warn when the measured KL exceeds this multiple of kl_target (adaptive control)."}
+    )
+    # Run length and optimisation
+    total_episodes: int | None = field(
+        default=None,
+        metadata={"help": "Episodes to train on; sets max_steps = ceil(total_episodes / rollout_batch_size) × "
+                  "num_ppo_epochs × num_mini_batches. None: use max_steps or num_train_epochs."},
+    )
+    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate (linearly decayed to 0)."})
+    adam_epsilon: float = field(default=1e-5, metadata={"help": "Adam ε (the paper's code: 1e-5)."})
+    tf_adam: bool = field(
+        default=False,
+        metadata={"help": "Use TensorFlow-style Adam (ε outside the bias correction), as the paper's code did; "
+                  "PyTorch's Adam makes much larger early updates."},
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision. Default: on only when CUDA supports bf16 (never on CPU)."}
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in all models (the paper's code)."})
+    log_completions: bool = field(
+        default=True, metadata={"help": "Print a table of sample completions with score and KL at each log."}
+    )
+    num_completions_to_print: int = field(default=4, metadata={"help": "Rows of the completions table."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the trainer reads its own query columns."}
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = cuda_bf16_available()
+        warn_if_slow_bf16(self.bf16)
+        if self.kl_control not in ("adaptive", "fixed"):
+            raise ValueError(f"kl_control must be 'adaptive' or 'fixed', got {self.kl_control!r}")
+        for name in ("num_ppo_epochs", "num_mini_batches", "rollout_forward_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
+        if self.total_episodes is not None:
+            self.max_steps = math.ceil(self.total_episodes / self.rollout_batch_size) * self.steps_per_update
+        if self.save_strategy == "steps" and self.save_steps >= 1 and int(self.save_steps) % self.steps_per_update:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of the optimizer steps per PPO update "
+                f"(num_ppo_epochs × num_mini_batches = {self.steps_per_update}) so checkpoints fall between updates "
+                "and a resumed run continues exactly"
+            )
+
+    @property
+    def steps_per_update(self) -> int:
+        """Optimizer steps per rollout batch."""
+        return self.num_ppo_epochs * self.num_mini_batches
+
+    @property
+    def local_rollout_batch_size(self) -> int:
+        """Episodes each process samples per PPO update."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
+
+    @property
+    def rollout_batch_size(self) -> int:
+        """Episodes sampled per PPO update over all processes (the paper's batch size)."""
+        return self.local_rollout_batch_size * self.world_size

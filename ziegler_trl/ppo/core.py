@@ -1,0 +1,100 @@
+"""The paper's PPO math, one small function per equation (shapes: B episodes × T response tokens).
+
+Responses have a fixed length T (the paper's sampling), so every position is a real token and nothing is masked.
+"""
+
+from __future__ import annotations
+
+import torch
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on the first real token of a left-padded row (pads get 0)."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log π(y_t | x, y_<t) of the sampled tokens under the *sampling* distribution softmax(logits / T).
+
+    The paper divides logits by the sampling temperature everywhere log-probs are computed (π and ρ, rollout and
+    training), so the ratio π/π_old and the KL refer to the distribution the samples were actually drawn from.
+    """
+    return selective_log_softmax(logits.float() / temperature, tokens)
+
+
+def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """H_t = −Σ_v p_v log p_v of softmax(logits / T) at each position, [B, T]."""
+    return entropy_from_logits(logits.float() / temperature)
+
+
+def per_token_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """R_t = −β·(log π(y_t) − log ρ(y_t)) at every position, plus r(x, y) at the last position (eq. 2).
+
+    `scores` [B] already hold the penalty (−1) for invalid responses. Returns (rewards [B, T], the KL part alone).
+    """
+    kl_penalty = -kl_coef * (logprobs - ref_logprobs)
+    rewards = kl_penalty.clone()
+    rewards[:, -1] += scores
+    return rewards, kl_penalty
+
+
+def whiten(values: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x − μ)/σ over all elements (population σ); with shift_mean=False the mean is kept: (x − μ)/σ + μ."""
+    mean, var = values.mean(), values.var(unbiased=False)
+    whitened = (values - mean) * torch.rsqrt(var + eps)
+    return whitened if shift_mean else whitened + mean
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the response (Schulman et al. 2016), V_T = 0 after the last token:
+
+        δ_t = R_t + γ·V_{t+1} − V_t,   A_t = δ_t + γ·λ·A_{t+1},   returns_t = A_t + V_t
+    """
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(values[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = delta + gamma * lam * next_advantage
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
+    return advantages, advantages + values
+
+
+def policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate: mean_t max(−A·ρ_t, −A·clip(ρ_t, 1−ε, 1+ε)), ρ_t = exp(log π − log π_old)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = torch.max(unclipped, clipped).mean()
+    stats = {
+        "clipfrac": (clipped > unclipped).float().mean(),
+        "approxkl": 0.5 * ((logprobs - old_logprobs) ** 2).mean(),
+    }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cliprange_value: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss: ½·mean_t max((V − G)², (clip(V, V_old ± ε_v) − G)²)."""
+    clipped_values = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * torch.max(unclipped_error, clipped_error).mean()
+    stats = {
+        "clipfrac": (clipped_error > unclipped_error).float().mean(),
+        "error": unclipped_error.mean(),
+        "vpred": values.mean(),
+    }
+    return loss, stats
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 − Var(G − V)/Var(G)."""
+    return 1.0 - (targets - predictions).var(unbiased=False) / targets.var(unbiased=False).clamp(min=1e-8)

@@ -1,0 +1,84 @@
+"""The policy with its value function: a zero-initialised scalar head on the policy's own trunk (the paper's code),
+so one forward pass gives both the next-token logits and the values; or, as an option, on a separate trunk.
+
+Saved as a standard HF causal-LM folder (the policy, or its PEFT adapter) plus `value_head.safetensors` (and a
+`value_model/` folder for a separate trunk).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel
+
+from ..models import init_value_head
+from .core import position_ids_from_mask
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+VALUE_MODEL_DIR = "value_model"
+
+
+class PolicyAndValue(nn.Module):
+    def __init__(self, policy: PreTrainedModel, value_model: PreTrainedModel | None = None):
+        super().__init__()
+        self.policy = policy
+        self.value_model = value_model
+        trunk_config = (value_model or policy).config.get_text_config()
+        self.value_head = init_value_head(nn.Linear(trunk_config.hidden_size, 1))
+        self.value_head.to(next(policy.parameters()).device)
+
+    @property
+    def config(self):
+        return self.policy.config
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        for trunk in (self.policy, self.value_model):
+            if trunk is not None:
+                trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, T, V] predicting the T response tokens, values [B, T]) for left-padded query ‖ response.
+
+        The value at response position t is read from the same hidden state that predicts token t, i.e. it values
+        the state (x, y_<t).
+        """
+        position_ids = position_ids_from_mask(attention_mask)
+        shared = self.value_model is None
+        out = self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            logits_to_keep=response_length + 1, output_hidden_states=shared, use_cache=False,
+        )
+        if shared:
+            hidden = out.hidden_states[-1]
+        else:
+            hidden = self.value_model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=1, output_hidden_states=True, use_cache=False,
+            ).hidden_states[-1]
+        values = self.value_head(hidden[:, -response_length - 1 : -1]).squeeze(-1).float()
+        return out.logits[:, :-1], values
+
+    def save(self, folder: str, is_main_process: bool = True) -> None:
+        """The policy's HF folder (or PEFT adapter) with the value head beside it."""
+        self.policy.save_pretrained(folder, is_main_process=is_main_process)
+        if not is_main_process:
+            return
+        save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, os.path.join(folder, VALUE_HEAD_FILE))
+        if self.value_model is not None:
+            self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR))
+
+    def load_value_function(self, folder: str) -> None:
+        """Read back what `save` wrote beside the policy (the policy itself is loaded by the Trainer)."""
+        device = self.value_head.weight.device
+        self.value_head.load_state_dict(load_file(os.path.join(folder, VALUE_HEAD_FILE), device=str(device)))
+        if self.value_model is not None:
+            state = load_file(os.path.join(folder, VALUE_MODEL_DIR, "model.safetensors"), device=str(device))
+            missing, unexpected = self.value_model.load_state_dict(state, strict=False)
+            tied = set(getattr(self.value_model, "_tied_weights_keys", None) or [])
+            if unexpected or set(missing) - tied:
+                raise ValueError(f"{folder}/{VALUE_MODEL_DIR}: missing {missing}, unexpected {unexpected}")

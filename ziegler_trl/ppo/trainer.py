@@ -1,0 +1,533 @@
+"""ZieglerPPOTrainer: the PPO of Ziegler et al. (2019) on TRL's trainer base.
+
+Like TRL's online trainers, the Trainer loop is left in charge of optimizer steps, gradient accumulation,
+checkpointing, logging and the accelerate/DeepSpeed plumbing. The dataloader hands `_prepare_inputs` one rollout
+batch of prompts, repeated once per micro-step of the update; the first time it is seen we sample responses, score
+them, build the per-token rewards and cut the batch into `num_ppo_epochs` freshly shuffled passes of
+minibatches; every micro-step then trains on its slice of that buffer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import torch
+from datasets import Dataset
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import is_rich_available
+from trl.trainer.base_trainer import _BaseTrainer
+from trl.trainer.utils import identity, print_prompt_completions_sample
+
+from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer
+from ..reward.scoring import reward_sequence, score_sequences, score_texts
+from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
+from ..tasks import TaskSpec, format_query, get_task, truncate_responses
+from .config import ZieglerPPOConfig
+from .core import (
+    entropy,
+    explained_variance,
+    gae,
+    logprobs_from_logits,
+    per_token_rewards,
+    policy_loss,
+    position_ids_from_mask,
+    value_loss,
+    whiten,
+)
+from .kl_control import (
+    AdaptiveKLController,
+    FixedKLController,
+    KLController,
+    load_controller,
+    save_controller,
+)
+from .policy_value import PolicyAndValue
+from .rollout_sampler import RolloutSampler
+from .tf_adam import TFAdam
+
+logger = logging.getLogger(__name__)
+
+RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/inf; the run stops before any optimizer step or checkpoint uses the bad values."""
+
+
+class ZieglerPPOTrainer(_BaseTrainer):
+    """PPO with a per-token KL penalty toward the initial policy, as in Ziegler et al. (2019).
+
+    Args:
+        model: the policy π (path, `"embedded"`, or a causal LM). ρ = a frozen copy of it unless `ref_model` is given;
+            with `peft_config`, π gets LoRA adapters and ρ = π with the adapters disabled.
+        args: `ZieglerPPOConfig`.
+        train_dataset: a TRL prompt dataset (`prompt` column: text, or conversational messages to which the chat
+            template is applied), or raw texts (`text` column) that `args.task` formats into queries.
+        processing_class: tokenizer (default: the policy's, with a pad token distinct from EOS).
+        reward_model: scalar sequence classifier (path or model) that reads query ‖ truncated response (see
+            `reward.scoring`). Exactly one of `reward_model` and `reward_fn`.
+        reward_fn: `reward_fn(prompts, completions) -> list[float]` on the query content and truncated response text.
+        value_model: optional separate value trunk (path or causal LM); default: a head on the policy's trunk.
+        eval_labels: optional held-out comparisons (`prompt`, `completions`, `best`); before training the reward must
+            pick the labeled best above chance.
+    """
+
+    _tag_names: ClassVar[list[str]] = ["trl", "ppo", "ziegler-trl"]
+    _name = "ZieglerPPO"
+    _paper: ClassVar[dict[str, str]] = {
+        "title": "Fine-Tuning Language Models from Human Preferences",
+        "id": "1909.08593",
+        "citation": "@article{ziegler2019fine, title={{Fine-Tuning Language Models from Human Preferences}}, "
+        "author={Ziegler, Daniel M. and Stiennon, Nisan and Wu, Jeffrey and Brown, Tom B. and Radford, Alec and "
+        "Amodei, Dario and Christiano, Paul and Irving, Geoffrey}, journal={arXiv preprint arXiv:1909.08593}, "
+        "year={2019}}",
+    }
+    loss_is_scaled_for_ga = False  # compute_loss returns a micro-batch mean; the Trainer divides by GA
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: ZieglerPPOConfig | None = None,
+        train_dataset: Dataset | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        reward_model: str | PreTrainedModel | None = None,
+        reward_fn: RewardFn | None = None,
+        ref_model: str | PreTrainedModel | None = None,
+        value_model: str | PreTrainedModel | None = None,
+        peft_config=None,
+        eval_labels: Dataset | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+    ):
+        args = args or ZieglerPPOConfig(output_dir="ziegler-ppo")
+        if args.log_completions and not is_rich_available():
+            raise ImportError("log_completions=True prints its table with `rich`: pip install rich, or set log_completions=False")
+        if (reward_model is None) == (reward_fn is None):
+            raise ValueError("Give exactly one of `reward_model` (a scalar classifier) and `reward_fn` (a callable)")
+        if not isinstance(train_dataset, Dataset):
+            raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}")
+        name = model if isinstance(model, str) else model.config._name_or_path
+        tokenizer = processing_class or load_tokenizer(name)
+        policy = load_policy(model, tokenizer) if isinstance(model, str) else model
+
+        # Reference ρ: the initial policy unless given; with LoRA, the same weights with the adapters off.
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            policy = get_peft_model(policy, peft_config)
+            if ref_model is not None:
+                raise ValueError("With peft_config the reference is the policy with adapters disabled; drop ref_model")
+            self.ref_model = None
+        elif ref_model is None:
+            self.ref_model = copy.deepcopy(policy)
+        else:
+            self.ref_model = load_policy(ref_model, tokenizer) if isinstance(ref_model, str) else ref_model
+        if isinstance(value_model, str):
+            value_model = load_policy(value_model, tokenizer)
+        self.reward_model = load_reward_model(reward_model, tokenizer) if isinstance(reward_model, str) else reward_model
+        self.reward_fn = reward_fn
+        for frozen in (self.ref_model, self.reward_model):
+            if frozen is not None:
+                frozen.eval().requires_grad_(False)
+        if args.disable_dropout:
+            for module in (policy, value_model, self.ref_model, self.reward_model):
+                if module is not None:
+                    disable_dropout(module)
+
+        self.task = get_task(args.task) if args.task else None
+        self.sampling_task = self._sampling_task(args)
+        self.temperature = self.sampling_task.temperature
+        self.response_length = self.sampling_task.response_length
+        train_dataset = self._prepare_dataset(train_dataset, tokenizer)
+
+        super().__init__(
+            model=PolicyAndValue(policy, value_model),
+            args=args,
+            data_collator=identity,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        device = self.accelerator.device
+        for frozen in (self.ref_model, self.reward_model):
+            if frozen is not None:
+                frozen.to(device)
+        # Different samples on every rank: the Trainer seeded all ranks alike.
+        set_seed(args.seed + self.accelerator.process_index * RANK_SEED_STRIDE)
+
+        self.kl_controller: KLController = (
+            AdaptiveKLController(args.init_kl_coef, args.kl_target, args.kl_horizon)
+            if args.kl_control == "adaptive"
+            else FixedKLController(args.init_kl_coef)
+        )
+        self._step = 0  # micro-steps, as the Trainer's dataloader counts them
+        self._buffer: list[dict[str, torch.Tensor]] | None = None
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._samples: dict[str, list] = {}
+        self._episodes = 0
+        self._window = {"episodes": 0, "start": time.perf_counter()}  # episodes/s between logs
+
+        self._check_kl_penalty_sign()
+        if eval_labels is not None:
+            self._check_reward_on_labels(eval_labels)
+
+    # ----- data -----
+
+    @staticmethod
+    def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
+        """The TaskSpec used to sample: the task's, with response_length/temperature overrides; or a bare one."""
+        if args.task:
+            overrides = {k: getattr(args, k) for k in ("response_length", "temperature") if getattr(args, k) is not None}
+            return dataclasses.replace(get_task(args.task), **overrides)
+        if args.response_length is None or args.temperature is None:
+            raise ValueError("Without `task`, set both `response_length` and `temperature` in ZieglerPPOConfig")
+        return TaskSpec("prompt", 0, args.response_length, args.temperature, truncate_token="", truncate_after=0)
+
+    def _prepare_dataset(self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        """Tokenize into `query_ids` (what π reads) and `reward_ids` (what the reward model reads before y)."""
+        columns = dataset.column_names
+        if "prompt" in columns:
+            def encode(row):
+                prompt = row["prompt"]
+                if isinstance(prompt, list):
+                    prompt = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                ids = tokenizer.encode(prompt, add_special_tokens=False)
+                return {"query_ids": ids, "reward_ids": ids}
+        elif "text" in columns and self.task is not None:
+            def encode(row):
+                query = format_query(row["text"], self.task, tokenizer)
+                return {"query_ids": query.ids if query else [], "reward_ids": query.reward_ids if query else []}
+        else:
+            raise ValueError(
+                f"train_dataset needs a `prompt` column (TRL prompt dataset) or a `text` column with `task` set; "
+                f"got columns {columns} and task={self.task.name if self.task else None}"
+            )
+        prepared = dataset.map(encode, remove_columns=columns).filter(lambda row: len(row["query_ids"]) > 0)
+        if len(prepared) == 0:
+            raise ValueError(f"No usable query in train_dataset ({len(dataset)} rows): all were empty or rejected by the task")
+        return prepared
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["query_ids", "reward_ids"]
+
+    @property
+    def _micro_steps_per_update(self) -> int:
+        return self.args.steps_per_update * self.args.gradient_accumulation_steps
+
+    def get_train_dataloader(self):
+        # One local rollout batch per item, each repeated for all micro-steps of its PPO update.
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=self.args.local_rollout_batch_size,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def _get_train_sampler(self, dataset: Dataset | None = None):
+        return RolloutSampler(
+            dataset if dataset is not None else self.train_dataset,
+            rollout_batch_size=self.args.rollout_batch_size,
+            repeat_count=self._micro_steps_per_update,
+            seed=self.args.seed,
+        )
+
+    # ----- rollouts -----
+
+    def _prepare_inputs(self, rollout_prompts: list[dict]) -> dict[str, torch.Tensor]:
+        if self._buffer is None:  # first call, or resumed from a checkpoint taken between updates
+            self._step = self.state.global_step * self.args.gradient_accumulation_steps
+            self._window = {"episodes": 0, "start": time.perf_counter()}
+        if self._step % self._micro_steps_per_update == 0 or self._buffer is None:
+            self._buffer = self._minibatches(self._rollout(rollout_prompts))
+        return self._buffer[self._step % self._micro_steps_per_update]
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._step += 1
+        return loss
+
+    def _forward_reference(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits of ρ over the response positions (the policy with LoRA adapters off, under PEFT)."""
+        kwargs = {
+            "input_ids": input_ids, "attention_mask": attention_mask,
+            "position_ids": position_ids_from_mask(attention_mask),
+            "logits_to_keep": self.response_length + 1, "use_cache": False,
+        }
+        if self.ref_model is not None:
+            return self.ref_model(**kwargs).logits[:, :-1]
+        policy = self.accelerator.unwrap_model(self.model).policy
+        with policy.disable_adapter():
+            return policy(**kwargs).logits[:, :-1]
+
+    def _score(self, reward_ids: list[list[int]], responses: torch.Tensor) -> torch.Tensor:
+        """r(x, y) of truncated responses; reward models read query content ‖ response without pads."""
+        pad = self.processing_class.pad_token_id
+        if self.reward_model is not None:
+            sequences = [reward_sequence(q, r.tolist(), pad) for q, r in zip(reward_ids, responses)]
+            return score_sequences(self.reward_model, sequences, pad, self.args.rollout_forward_batch_size)
+        prompts, completions = self._texts(reward_ids, responses)
+        scores = list(self.reward_fn(prompts, completions))
+        if len(scores) != len(prompts):
+            raise ValueError(f"reward_fn returned {len(scores)} scores for {len(prompts)} completions")
+        return torch.tensor([float(s) for s in scores])
+
+    def _texts(self, reward_ids: list[list[int]], responses: torch.Tensor) -> tuple[list[str], list[str]]:
+        pad = self.processing_class.pad_token_id
+        prompts = self.processing_class.batch_decode(reward_ids)
+        completions = self.processing_class.batch_decode([[t for t in r.tolist() if t != pad] for r in responses])
+        return prompts, completions
+
+    @torch.no_grad()
+    def _rollout(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        """Sample, score and reward one local rollout batch; update β from the KL of all ranks."""
+        device, args = self.accelerator.device, self.args
+        wrapper = self.accelerator.unwrap_model(self.model)
+        pad = self.processing_class.pad_token_id
+        queries = [row["query_ids"] for row in rows]
+        responses = generate_responses(wrapper.policy, queries, self.sampling_task, pad).to(device)
+
+        query_ids, query_mask = pad_left(queries, pad)
+        input_ids = torch.cat([query_ids.to(device), responses], dim=1)
+        attention_mask = torch.cat([query_mask.to(device), torch.ones_like(responses)], dim=1)
+        logprobs, ref_logprobs, values = [], [], []
+        with self.compute_loss_context_manager():
+            for start in range(0, len(rows), args.rollout_forward_batch_size):
+                chunk = slice(start, start + args.rollout_forward_batch_size)
+                logits, chunk_values = wrapper(input_ids[chunk], attention_mask[chunk], self.response_length)
+                logprobs.append(logprobs_from_logits(logits, responses[chunk], self.temperature))
+                values.append(chunk_values)
+                ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk])
+                ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
+        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+
+        if self.task is not None:
+            truncated, valid = truncate_responses(responses.cpu(), self.task, self.processing_class)
+        else:
+            truncated, valid = responses.cpu(), torch.ones(len(rows), dtype=torch.bool)
+        reward_ids = [row["reward_ids"] for row in rows]
+        raw_scores = self._score(reward_ids, truncated).to(device)
+        penalty = self.task.penalty_reward if self.task is not None else 0.0
+        scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, penalty))
+
+        kl_coef = self.kl_controller.value
+        rewards, kl_penalty = per_token_rewards(scores, logprobs, ref_logprobs, kl_coef)
+        sequence_kl = (logprobs - ref_logprobs).sum(dim=1)
+        local = torch.stack([
+            sequence_kl.mean(), (-logprobs.sum(dim=1)).mean(), scores.mean(), (scores + kl_penalty.sum(dim=1)).mean(),
+            valid.float().mean().to(device), values.mean(),
+            sum((~torch.isfinite(t)).sum() for t in (scores, logprobs, ref_logprobs, values)).float(),
+        ])
+        mean_kl, neg_logp, mean_score, score_total, valid_frac, mean_value, bad = (
+            self.accelerator.reduce(local, reduction="mean").tolist()
+        )
+        if bad > 0 or not all(math.isfinite(v) for v in (mean_kl, mean_score, score_total)):
+            self._stop_on_non_finite("rollout (scores, log-probs or values)", mean_kl=mean_kl, mean_score=mean_score)
+        self.kl_controller.update(mean_kl, args.rollout_batch_size)
+        if isinstance(self.kl_controller, AdaptiveKLController) and mean_kl > args.kl_warn_factor * args.kl_target:
+            logger.warning(
+                f"KL(π‖ρ) = {mean_kl:.2f} nats exceeds {args.kl_warn_factor}× the target {args.kl_target} at step "
+                f"{self.state.global_step} (β = {kl_coef:.4f})"
+            )
+
+        metrics = {
+            "objective/kl": mean_kl, "objective/kl_coef": kl_coef, "objective/entropy": neg_logp,
+            "objective/scores": mean_score, "objective/score_total": score_total,
+            "objective/valid_fraction": valid_frac, "ppo/val/mean": mean_value,
+        }
+        for key, value in metrics.items():
+            self._metrics[key].append(value)
+        self._episodes += args.rollout_batch_size
+        self._window["episodes"] += args.rollout_batch_size
+        n = args.num_completions_to_print
+        prompts, completions = self._texts(reward_ids[:n], truncated[:n])
+        self._samples = {
+            "prompt": prompts, "completion": completions,
+            "score": scores[:n].tolist(), "kl": sequence_kl[:n].tolist(),
+        }
+        return {
+            "input_ids": input_ids, "attention_mask": attention_mask, "responses": responses,
+            "logprobs": logprobs, "values": values, "rewards": rewards,
+        }
+
+    def _minibatches(self, rollout: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """All micro-batches of one update: per epoch a fresh shuffle into minibatches, each with its own GAE and
+        whitening (as the paper's code computes them inside the minibatch loss), split for gradient accumulation."""
+        args = self.args
+        size = args.local_rollout_batch_size // args.num_mini_batches
+        micro = args.per_device_train_batch_size
+        buffer = []
+        for _ in range(args.num_ppo_epochs):
+            order = torch.randperm(args.local_rollout_batch_size, device=rollout["rewards"].device)
+            for minibatch in order.split(size):
+                rewards = rollout["rewards"][minibatch]
+                if args.whiten_rewards:
+                    rewards = whiten(rewards, shift_mean=False)
+                advantages, returns = gae(rewards, rollout["values"][minibatch], args.gamma, args.lam)
+                advantages = whiten(advantages)
+                for part in range(0, size, micro):
+                    rows = minibatch[part : part + micro]
+                    buffer.append({
+                        "input_ids": rollout["input_ids"][rows], "attention_mask": rollout["attention_mask"][rows],
+                        "responses": rollout["responses"][rows], "old_logprobs": rollout["logprobs"][rows],
+                        "old_values": rollout["values"][rows], "advantages": advantages[part : part + micro],
+                        "returns": returns[part : part + micro],
+                    })
+        return buffer
+
+    # ----- loss -----
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        responses = inputs["responses"]
+        logits, vpred = model(inputs["input_ids"], inputs["attention_mask"], responses.shape[1])
+        logprobs = logprobs_from_logits(logits, responses, self.temperature)
+        pg_loss, pg_stats = policy_loss(logprobs, inputs["old_logprobs"], inputs["advantages"], self.args.cliprange)
+        vf_loss, vf_stats = value_loss(vpred, inputs["old_values"], inputs["returns"], self.args.cliprange_value)
+        loss = pg_loss + self.args.vf_coef * vf_loss
+
+        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float(), reduction="sum")
+        if bad.item() > 0:
+            self._stop_on_non_finite("PPO loss", policy_loss=pg_loss.item(), value_loss=vf_loss.item())
+        with torch.no_grad():
+            returns = inputs["returns"]
+            stats = {
+                "ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/loss/total": loss,
+                "ppo/policy/approxkl": pg_stats["approxkl"], "ppo/policy/clipfrac": pg_stats["clipfrac"],
+                "ppo/policy/entropy": entropy(logits, self.temperature).mean(),
+                "ppo/val/vpred": vf_stats["vpred"], "ppo/val/error": vf_stats["error"],
+                "ppo/val/clipfrac": vf_stats["clipfrac"], "ppo/val/var_explained": explained_variance(vpred, returns),
+                "ppo/returns/mean": returns.mean(), "ppo/returns/var": returns.var(unbiased=False),
+            }
+            values = self.accelerator.reduce(torch.stack([v.float() for v in stats.values()]), reduction="mean")
+        for key, value in zip(stats, values.tolist()):
+            self._metrics[key].append(value)
+        return loss
+
+    def _stop_on_non_finite(self, where: str, **values: float) -> None:
+        last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+        details = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise NonFiniteError(
+            f"Non-finite values in the {where} at global step {self.state.global_step} ({details}); training stopped "
+            f"before any optimizer step used them. Last good checkpoint: {last or 'none saved yet'}"
+        )
+
+    # ----- optimizer, logging, checkpoints -----
+
+    def create_optimizer(self, model=None):
+        if not self.args.tf_adam or self.optimizer is not None:
+            return super().create_optimizer(model)
+        params = [p for p in (model or self.model).parameters() if p.requires_grad]
+        self.optimizer = TFAdam(
+            params, lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
+            eps=self.args.adam_epsilon, weight_decay=self.args.weight_decay,
+        )
+        return self.optimizer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs.update({key: sum(values) / len(values) for key, values in self._metrics.items() if values})
+        self._metrics.clear()
+        if self._window["episodes"]:
+            now = time.perf_counter()
+            logs["episodes"] = self._episodes
+            logs["episodes_per_second"] = self._window["episodes"] / (now - self._window["start"])
+            self._window = {"episodes": 0, "start": now}
+        super().log(logs, start_time)
+        if self.args.log_completions and self.accelerator.is_main_process and self._samples:
+            print_prompt_completions_sample(
+                self._samples["prompt"], self._samples["completion"],
+                {"score": self._samples["score"], "kl": self._samples["kl"]}, None, self.state.global_step,
+            )
+            if "wandb" in (self.args.report_to or []):
+                import wandb
+
+                if wandb.run is not None:
+                    columns = list(self._samples)
+                    rows = [list(row) for row in zip(*self._samples.values())]
+                    wandb.log({"completions": wandb.Table(columns=columns, data=rows)}, step=self.state.global_step)
+            self._samples = {}
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save(output_dir, is_main_process=self.args.should_save)
+        if self.args.should_save:
+            self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            save_controller(self.kl_controller, folder)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        wrapper = self.accelerator.unwrap_model(model if model is not None else self.model)
+        super()._load_from_checkpoint(resume_from_checkpoint, model=wrapper.policy)
+        wrapper.load_value_function(resume_from_checkpoint)
+        load_controller(self.kl_controller, resume_from_checkpoint)
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """A resumed policy must load completely; only weights tied to others (lm_head) may be absent."""
+        policy = self.accelerator.unwrap_model(self.model).policy
+        missing = set(load_result.missing_keys) - set(getattr(policy, "_tied_weights_keys", None) or [])
+        if missing or load_result.unexpected_keys:
+            raise ValueError(
+                f"Checkpoint does not match the policy: missing {sorted(missing)}, unexpected {load_result.unexpected_keys}"
+            )
+
+    # ----- safety checks (the paper: a sign flip in the reward ran unnoticed overnight) -----
+
+    def _check_kl_penalty_sign(self) -> None:
+        """With equal scores, a sample whose log-probs drift further from ρ must earn a lower total reward."""
+        kl_coef = self.kl_controller.value
+        if kl_coef == 0:
+            return
+        logprobs = torch.zeros(2, 3)
+        ref_logprobs = torch.tensor([[0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]])  # row 1: KL = 3 nats
+        total = per_token_rewards(torch.zeros(2), logprobs, ref_logprobs, kl_coef)[0].sum(dim=1)
+        if not total[1] < total[0]:
+            raise RuntimeError(
+                f"Reward sign check failed: a sample with KL 3 scored {total[1]:.3f}, not below {total[0]:.3f} for KL 0"
+            )
+
+    def _check_reward_on_labels(self, labels: Dataset) -> None:
+        """The reward must prefer the labeled best completion more often than chance (1/K)."""
+        for column in ("prompt", "completions", "best"):
+            if column not in labels.column_names:
+                raise ValueError(f"eval_labels lacks column {column!r} (has {labels.column_names})")
+        hits, chance = 0, 0.0
+        for row_no, row in enumerate(labels):
+            k = len(row["completions"])
+            if not 0 <= row["best"] < k:
+                raise ValueError(f"eval_labels row {row_no}: best={row['best']} outside 0..{k - 1}")
+            prompts = [row["prompt"]] * k
+            if self.reward_model is not None:
+                scores = score_texts(self.reward_model, self.processing_class, prompts, row["completions"])
+            else:
+                scores = torch.tensor([float(s) for s in self.reward_fn(prompts, row["completions"])])
+            hits += int(scores.argmax().item() == row["best"])
+            chance += 1.0 / k
+        accuracy, chance = hits / len(labels), chance / len(labels)
+        if accuracy <= chance:
+            raise ValueError(
+                f"Reward check failed: the reward picks the labeled best in {accuracy:.1%} of {len(labels)} held-out "
+                f"comparisons, not above chance ({chance:.1%}); is its sign or its input format wrong?"
+            )
+        logger.info(f"Reward check: {accuracy:.1%} agreement with held-out labels (chance {chance:.1%})")
