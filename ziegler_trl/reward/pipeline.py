@@ -19,7 +19,6 @@ from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import Query, get_task
 from .labels import load_label_dataset
 from .normalization import normalize_reward_model
-from .scoring import score_texts
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
 
 
@@ -105,8 +104,6 @@ def train_reward_model(
 
     if script_args.normalize_samples:
         metrics["normalize_after"] = normalize_reward_model(trainer.model, tokenizer, rho_prompts, rho_completions)
-        check = score_texts(trainer.model, tokenizer, rho_prompts, rho_completions)
-        metrics["rho_reward_mean"], metrics["rho_reward_std"] = check.mean().item(), check.std(unbiased=False).item()
 
     if trainer.accelerator.is_main_process:
         trainer.save_model(training_args.output_dir)
