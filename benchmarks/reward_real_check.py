@@ -21,7 +21,15 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from ziegler_trl import BestOfKRewardConfig, BestOfKRewardTrainer, load_policy, load_tokenizer, load_task_texts
+from ziegler_trl import (
+    BestOfKRewardConfig,
+    BestOfKRewardTrainer,
+    freeze_bottom_layers,
+    load_policy,
+    load_reward_model,
+    load_task_texts,
+    load_tokenizer,
+)
 from ziegler_trl.collection import label_comparisons, sample_comparisons, write_jsonl
 from ziegler_trl.labeling import SentimentLabeler
 from ziegler_trl.tasks import build_queries
@@ -55,6 +63,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="comparisons sampled per query")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--trainable-top-layers", type=int, default=None,
+                        help="train only the top N blocks + head (CPU knob; default: all weights, as the paper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/reward_real_check")
     args = parser.parse_args()
@@ -71,14 +82,22 @@ def main() -> None:
     to_ds = lambda rows: Dataset.from_list([{k: r[k] for k in keep} for r in rows])  # noqa: E731
     config = BestOfKRewardConfig(
         output_dir=str(out / "reward_model"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=16, learning_rate=args.lr, logging_steps=5, report_to="none",
+        per_device_eval_batch_size=16, learning_rate=args.lr, num_train_epochs=args.epochs, logging_steps=5,
+        report_to="none",
         save_strategy="no", seed=args.seed, dataloader_pin_memory=False,
     )
-    trainer = BestOfKRewardTrainer(args.model, args=config, train_dataset=to_ds(train), eval_dataset=to_ds(held_out))
+    tokenizer = load_tokenizer(args.model, padding_side="right")
+    model = load_reward_model(args.model, tokenizer)
+    if args.trainable_top_layers is not None:
+        freeze_bottom_layers(model, args.trainable_top_layers)
+    trainer = BestOfKRewardTrainer(model, args=config, train_dataset=to_ds(train), eval_dataset=to_ds(held_out),
+                                   processing_class=tokenizer)
     before = trainer.evaluate()
     trainer.train()
     after = trainer.evaluate()
     result = {
+        "settings": {"lr": args.lr, "epochs": args.epochs, "trainable_top_layers": args.trainable_top_layers,
+                     "batch_size": args.batch_size},
         "train_comparisons": len(train),
         "held_out_comparisons": len(held_out),
         "held_out_accuracy_before": before["eval_accuracy"],
@@ -89,7 +108,8 @@ def main() -> None:
         "sampling_seconds": round(sampled - start, 1),
         "training_seconds": round(time.perf_counter() - sampled, 1),
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    name = f"result_lr{args.lr}_ep{args.epochs}_top{args.trainable_top_layers}.json"
+    (out / name).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
