@@ -7,7 +7,8 @@ does not stop generation (it is an ordinary token, as in the paper's code). Quer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,12 +64,27 @@ def generate_responses(
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = pad_left(query_ids, pad_token_id)
-    output = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        generation_config=sampling_config(task, pad_token_id, temperature, num_return_sequences),
-    )
+    with no_eos_stop(model):
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=sampling_config(task, pad_token_id, temperature, num_return_sequences),
+        )
     return output[:, input_ids.shape[1] :].cpu()
+
+
+@contextmanager
+def no_eos_stop(model: PreTrainedModel) -> Iterator[None]:
+    """Hide the model's own EOS id while generating: `generate` fills an unset `eos_token_id` of the passed config
+    from the model's generation config, and would then stop at EOS and pad the rest."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = None
+    try:
+        yield
+    finally:
+        config.eos_token_id = saved
 
 
 @dataclass
