@@ -28,9 +28,16 @@ def _train_policy(argv: list[str]) -> None:
     train_policy_main(argv)
 
 
+def _collect(argv: list[str]) -> None:
+    from .pipeline import main as pipeline_main
+
+    pipeline_main(argv)
+
+
 # Subcommands whose options are dataclass fields (parsed by TrlParser, YAML via --config).
 DATACLASS_COMMANDS = {
     "quickstart": (_quickstart, "the mock-sentiment experiment in miniature on the embedded model"),
+    "collect": (_collect, "the paper's loop: offline or batched-online rounds of label → reward model → PPO"),
     "train-reward": (_train_reward, "train and normalise a best-of-K reward model (see recipes/train_reward.py)"),
     "train-policy": (_train_policy, "PPO against a reward model or scorer (see recipes/train_policy.py)"),
 }

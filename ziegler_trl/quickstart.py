@@ -35,6 +35,7 @@ from .collection import collect_round
 from .evaluation import preference_win_rate
 from .labeling import LabelStore, SentimentLabeler, sentiment_score
 from .models import freeze_bottom_layers, load_policy, load_tokenizer
+from .pipeline import Stages
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from .reward import BestOfKRewardConfig
 from .reward.pipeline import RewardScriptArguments, train_reward_model
@@ -81,27 +82,6 @@ SMOKE = dict(
     passages_per_opening=1, passage_tokens=40, held_out_queries=6, num_comparisons=16, trainable_top_layers=2,
     reward_batch_size=4, ppo_episodes=16, ppo_batch_size=8, eval_samples_per_query=1, kl_horizon=100,
 )
-
-
-class Stages:
-    """Named stages with timings, skipped when their output exists (a rerun resumes)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.file = root / "stages.json"
-        self.done: dict[str, float] = json.loads(self.file.read_text()) if self.file.is_file() else {}
-
-    def run(self, name: str, fn, *args):
-        if name in self.done:
-            print(f"[quickstart] {name}: done in an earlier run ({self.done[name]:.0f} s), skipped")
-            return None
-        print(f"[quickstart] {name} ...")
-        start = time.perf_counter()
-        result = fn(*args)
-        self.done[name] = time.perf_counter() - start
-        self.file.write_text(json.dumps(self.done, indent=2))
-        print(f"[quickstart] {name}: {self.done[name]:.0f} s")
-        return result
 
 
 def _smoke_model(root: Path) -> str:

@@ -1,0 +1,180 @@
+"""The paper's loop as one resumable command: offline or batched-online collection (§4.1).
+
+    ziegler-trl collect --mode offline --task sentiment --queries books.jsonl --output_dir runs/loop
+    ziegler-trl collect --mode batched --rounds 4 --labeler human ...     # rerun the same command to resume
+
+offline:  label `comparisons_per_round` comparisons sampled from ρ, train the reward model once, run PPO.
+batched:  `rounds` rounds of {sample from the current π → label → retrain the reward model from ρ on all labels so
+          far → normalise on ρ → continue PPO from π with the reward model frozen}; β carries over between rounds.
+
+Every stage writes its output under `output_dir` and is skipped on a rerun; labels live in a SQLite LabelStore
+(`labels.sqlite`), so a kill at any point loses no answered label. With `labeler: human` a round waits for people
+(`ziegler-trl label serve`): the command stores and assigns the round's comparisons, reports progress and exits;
+rerun it once they are answered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+
+from .collection import collect_round
+from .labeling import HumanLabeler, LabelStore, SentimentLabeler
+from .models import load_policy, load_tokenizer
+from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+from .reward import BestOfKRewardConfig
+from .reward.pipeline import RewardScriptArguments, train_reward_model
+from .tasks import build_queries, get_task, load_task_texts
+
+
+class Stages:
+    """Named stages with timings in `stages.json`, skipped when already finished (a rerun resumes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.file = root / "stages.json"
+        self.done: dict[str, float] = json.loads(self.file.read_text()) if self.file.is_file() else {}
+
+    def run(self, name: str, fn, *args):
+        if name in self.done:
+            print(f"[{self.root.name}] {name}: done in an earlier run ({self.done[name]:.0f} s), skipped")
+            return None
+        print(f"[{self.root.name}] {name} ...")
+        start = time.perf_counter()
+        result = fn(*args)
+        self.done[name] = time.perf_counter() - start
+        self.file.write_text(json.dumps(self.done, indent=2))
+        print(f"[{self.root.name}] {name}: {self.done[name]:.0f} s")
+        return result
+
+
+class WaitingForLabels(RuntimeError):
+    """A round's comparisons are stored and assigned; people have not answered them all yet."""
+
+
+@dataclass
+class PipelineConfig:
+    output_dir: str = field(default="runs/pipeline", metadata={"help": "Where stages, models and labels go."})
+    model: str = field(default="embedded", metadata={"help": "ρ: the initial policy (path, Hub id, 'embedded')."})
+    task: str = field(default="sentiment", metadata={"help": "Task preset: sentiment, descriptiveness, tldr, cnndm."})
+    queries: str = field(default="", metadata={"help": "Raw texts for the task: JSONL file or a Hub source."})
+    mode: str = field(default="offline", metadata={"help": "'offline' (one round) or 'batched' (online rounds)."})
+    rounds: int = field(default=4, metadata={"help": "Rounds in batched mode."})
+    comparisons_per_round: int = field(default=256, metadata={"help": "Comparisons labeled per round."})
+    k: int = field(default=4, metadata={"help": "Completions per comparison."})
+    labeler: str = field(default="sentiment", metadata={"help": "'sentiment' (simulated, VADER) or 'human'."})
+    labeler_temperature: float = field(default=0.0, metadata={"help": "Noise of the simulated labeler."})
+    reward_lr: float = field(default=5e-5, metadata={"help": "Reward model learning rate."})
+    reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
+    ppo_episodes_per_round: int = field(default=512, metadata={"help": "PPO episodes after each round."})
+    ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update."})
+    ppo_lr: float = field(default=1e-5, metadata={"help": "PPO learning rate."})
+    init_kl_coef: float = field(default=0.15, metadata={"help": "Initial β."})
+    kl_target: float = field(default=6.0, metadata={"help": "Adaptive KL target (nats)."})
+    seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+
+    def __post_init__(self):
+        if self.mode not in ("offline", "batched"):
+            raise ValueError(f"mode must be 'offline' or 'batched', got {self.mode!r}")
+        if self.labeler not in ("sentiment", "human"):
+            raise ValueError(f"labeler must be 'sentiment' or 'human', got {self.labeler!r}")
+        if not self.queries:
+            raise ValueError("queries is required: a JSONL file of raw texts for the task, or one of its Hub sources")
+
+
+def _labeler(cfg: PipelineConfig, store: LabelStore):
+    if cfg.labeler == "human":
+        return HumanLabeler(store)
+    return SentimentLabeler(temperature=cfg.labeler_temperature, seed=cfg.seed, name="vader")
+
+
+def _policy_path(cfg: PipelineConfig, root: Path, round_: int) -> str:
+    """π at the start of a round: ρ for the first, the previous round's PPO output after."""
+    return cfg.model if round_ == 0 else str(root / f"policy_round{round_ - 1}")
+
+
+def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
+    tokenizer = load_tokenizer(cfg.model)
+    texts = load_task_texts(cfg.task, cfg.queries)["text"]
+    queries = build_queries(texts, cfg.task, tokenizer)
+    start = round_ * cfg.comparisons_per_round  # each round takes fresh queries, cycling through the source
+    queries = [queries[(start + i) % len(queries)] for i in range(cfg.comparisons_per_round)]
+    store = LabelStore(root / "labels.sqlite")
+    policy = load_policy(_policy_path(cfg, root, round_), tokenizer)
+    ids = collect_round(store, policy, tokenizer, queries, cfg.task, _labeler(cfg, store), k=cfg.k, round=round_,
+                        policy_name=f"round{round_}", wait=cfg.labeler != "human")
+    answered = len({a.comparison_id for a in store.answers(ids) if not a.skipped})
+    store.close()
+    if answered < len(ids):
+        raise WaitingForLabels(
+            f"round {round_}: {answered}/{len(ids)} comparisons answered; serve them with `ziegler-trl label serve "
+            f"--store {root / 'labels.sqlite'}` and rerun this command to continue"
+        )
+
+
+def train_reward(cfg: PipelineConfig, root: Path, round_: int) -> None:
+    """Retrain from ρ on all labels so far (the paper retrains rather than fine-tunes), normalised on ρ."""
+    store = LabelStore(root / "labels.sqlite")
+    labels = store.to_dataset()
+    store.close()
+    script = RewardScriptArguments(model_name_or_path=cfg.model, task=cfg.task, eval_fraction=0.1)
+    args = BestOfKRewardConfig(
+        output_dir=str(root / f"reward_round{round_}"), per_device_train_batch_size=cfg.reward_batch_size,
+        learning_rate=cfg.reward_lr, save_strategy="no", report_to="none", seed=cfg.seed, logging_steps=5,
+    )
+    train_reward_model(script, args, labels=labels)
+
+
+def train_policy(cfg: PipelineConfig, root: Path, round_: int) -> None:
+    """Continue PPO from π with this round's reward model frozen; ρ stays the initial policy; β carries over."""
+    tokenizer = load_tokenizer(cfg.model)
+    beta = cfg.init_kl_coef
+    if round_ > 0:
+        previous = json.loads((root / f"policy_round{round_ - 1}" / "ppo_log.json").read_text())
+        beta = [e["objective/kl_coef"] for e in previous if "objective/kl_coef" in e][-1]
+    micro = min(8, cfg.ppo_batch_size)
+    args = ZieglerPPOConfig(
+        output_dir=str(root / f"policy_round{round_}"), task=cfg.task, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes_per_round,
+        learning_rate=cfg.ppo_lr, init_kl_coef=beta, kl_target=cfg.kl_target, seed=cfg.seed + round_,
+        report_to="none", save_strategy="no",
+    )
+    texts = load_task_texts(cfg.task, cfg.queries)
+    trainer = ZieglerPPOTrainer(
+        _policy_path(cfg, root, round_), args=args, train_dataset=texts, processing_class=tokenizer,
+        reward_model=str(root / f"reward_round{round_}"), ref_model=cfg.model,
+    )
+    trainer.train()
+    trainer.save_model(args.output_dir)
+    tokenizer.save_pretrained(args.output_dir)
+    (root / f"policy_round{round_}" / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+
+
+def run_pipeline(cfg: PipelineConfig) -> Path:
+    """Run (or resume) every round; returns the folder of the final policy."""
+    get_task(cfg.task)
+    root = Path(cfg.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(cfg.__dict__, indent=2))
+    stages = Stages(root)
+    rounds = 1 if cfg.mode == "offline" else cfg.rounds
+    for round_ in range(rounds):
+        stages.run(f"collect_round{round_}", collect, cfg, root, round_)
+        stages.run(f"reward_round{round_}", train_reward, cfg, root, round_)
+        stages.run(f"policy_round{round_}", train_policy, cfg, root, round_)
+    return root / f"policy_round{rounds - 1}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trl import TrlParser
+
+    (cfg,) = TrlParser((PipelineConfig,)).parse_args_and_config(argv)
+    try:
+        print(f"final policy: {run_pipeline(cfg)}")
+    except WaitingForLabels as waiting:
+        print(waiting)
+        raise SystemExit(3) from None
