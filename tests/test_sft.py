@@ -15,15 +15,20 @@ def test_demonstrations_use_the_task_format(tiny_tokenizer):
         demonstrations("sentiment", str(SHARED_DATA / "books_sample.jsonl"), tiny_tokenizer)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data samples not present")
 def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokenizer):
+    import json
+
     from ziegler_trl import load_policy
 
+    data = tmp_path / "tldr.jsonl"
+    post = {"id": "t3_x", "subreddit": "pets", "title": "dog", "post": "The happy dog ran in the park all day.",
+            "summary": "dog ran"}
+    data.write_text("\n".join(json.dumps(post) for _ in range(4)))
     args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2, bf16=False,
                      gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
                      max_length=640, dataloader_pin_memory=False)
     script = SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",
-                                data=str(SHARED_DATA / "tldr_sample.jsonl"), limit=4)
+                                data=str(data), limit=4)
     trainer = train_sft(script, args)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
