@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ziegler_trl.evaluation import Agreement, agreement_table, markdown_table
+from ziegler_trl.evaluation import write_markdown, Agreement, agreement_table, markdown_table
 from ziegler_trl.evaluation.label_store import load_store_judgments
 from ziegler_trl.evaluation.tables import fmt
 
@@ -52,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Agreement on repeated items of {args.labels or args.store} (% of label pairs picking the same completion, "
         "± standard error over items).\n\n" + markdown_table(["comparison", "agreement %", "items", "pairs"], body)
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_markdown(args.out, text)
     return 0
 
 

@@ -14,12 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from ziegler_trl.evaluation import copy_table, markdown_table, plot_novelty, row_summaries
+from ziegler_trl.evaluation import write_markdown, copy_table, markdown_table, plot_novelty, table_rows
 from ziegler_trl.evaluation.tables import fmt
-from ziegler_trl.tasks import load_task_texts
 
 COLUMNS = [
     ("novel 1-gram %", "novel_1gram"),
@@ -60,20 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        data = load_task_texts(args.task, args.data, split=args.split, limit=args.limit)
-        texts, references = list(data["text"]), list(data["reference"])
-        torch.manual_seed(args.seed)
-        rows = [
-            row_summaries(spec, texts, references, args.task, args.model_limit, args.batch_size, args.zero_shot_model)
-            for spec in args.rows
-        ]
+        texts, references, rows = table_rows(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.save_samples:
-        args.save_samples.write_text("")
-        for row in rows:
-            row.to_jsonl(args.save_samples)
 
     tables = {}
     for row in tqdm(rows, desc="copying"):
@@ -85,11 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{100 * preamble:.1f}% of the first row's sources open with a preamble), seed {args.seed}.\n\n"
     )
     text = header + markdown_table(["row", "n"] + [label for label, _ in COLUMNS], body)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_markdown(args.out, text)
     if args.plot:
         plot_novelty(tables, args.plot, title=f"Novelty vs the source ({args.task})")
-    print(text)
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ziegler_trl.evaluation import markdown_table, optimal_policy_frontier, plot_frontier, read_records, sample_rewards
+from ziegler_trl.evaluation import write_markdown, markdown_table, optimal_policy_frontier, plot_frontier, read_records, sample_rewards
 from ziegler_trl.evaluation.tables import fmt
 from ziegler_trl.models import load_policy, load_reward_model, load_tokenizer
 from ziegler_trl.tasks import TASKS, build_queries, load_task_texts
@@ -92,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{rewards.mean():.3f}); KL in nats, at most log N = {np.log(len(rewards)):.2f} with N samples.\n\n"
         + markdown_table(["β", "KL(π*‖ρ)", "E_π*[r]", "effective samples"], body)
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_markdown(args.out, text)
     if args.plot:
         plot_frontier(frontier, args.plot, points)
-    print(text)
     return 0
 
 

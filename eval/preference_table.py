@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ziegler_trl.evaluation import markdown_table, preference_win_rate, read_records, win_rate_from_records
+from ziegler_trl.evaluation import write_markdown, markdown_table, preference_win_rate, read_records, win_rate_from_records
 from ziegler_trl.evaluation.label_store import load_store_judgments
 from ziegler_trl.evaluation.preference import PROTOCOLS, RECORD_FIELDS
 from ziegler_trl.evaluation.tables import fmt
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "% of items where the first model won the majority of labelers (ties count half); Wilson 95% interval.\n\n"
         + markdown_table(["pair", "protocol", "items", "% won", "95% CI"], body)
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_markdown(args.out, text)
     return 0
 
 

@@ -15,12 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from ziegler_trl.evaluation import markdown_table, rouge, row_summaries
+from ziegler_trl.evaluation import write_markdown, markdown_table, rouge, table_rows
 from ziegler_trl.evaluation.tables import fmt
-from ziegler_trl.tasks import load_task_texts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,20 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: a 'reference' row scores the references against themselves (100 by definition)", file=sys.stderr)
         return 2
     try:
-        data = load_task_texts(args.task, args.data, split=args.split, limit=args.limit)
-        texts, references = list(data["text"]), list(data["reference"])
-        torch.manual_seed(args.seed)
-        rows = [
-            row_summaries(spec, texts, references, args.task, args.model_limit, args.batch_size, args.zero_shot_model)
-            for spec in args.rows
-        ]
+        texts, references, rows = table_rows(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.save_samples:
-        args.save_samples.write_text("")
-        for row in rows:
-            row.to_jsonl(args.save_samples)
 
     table = []
     for row in tqdm(rows, desc="ROUGE"):
@@ -88,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}.\n\n"
     )
     text = header + markdown_table(["row", "n", "R-1", "R-2", "R-L", "R-AVG", "valid %"], table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_markdown(args.out, text)
     return 0
 
 

@@ -19,14 +19,6 @@ def closed_form(beta):
     return float(pi @ R), float(pi @ np.log(pi / RHO))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("beta", [0.25, 1.0, 4.0])
 def test_exact_on_samples_in_proportion_to_rho(beta):
@@ -69,7 +61,7 @@ def test_errors():
         optimal_policy_point([1.0, float("nan")], 1.0)
 
 
-def test_sample_rewards_scores_valid_samples_and_penalises_the_rest(one_thread):
+def test_sample_rewards_scores_valid_samples_and_penalises_the_rest():
     from ziegler_trl.models import load_tokenizer
     from ziegler_trl.reward.scoring import reward_sequence, score_sequences
     from ziegler_trl.sampling import sample_completions

@@ -24,14 +24,6 @@ LONG = [[f"a long answer number {i}", f"another long answer {i}"] for i in range
 SHORT = [[f"no {i}", f"meh {i}"] for i in range(10)]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_wilson_interval_known_values():
     low, high = wilson_interval(0.5, 100)
@@ -114,7 +106,7 @@ def test_record_errors(tmp_path):
         win_rate_from_records(path, "m", "n")
 
 
-def test_sampling_from_models_with_the_task_format(one_thread):
+def test_sampling_from_models_with_the_task_format():
     from ziegler_trl.models import load_tokenizer
 
     tokenizer = load_tokenizer("embedded")

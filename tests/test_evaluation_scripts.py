@@ -39,14 +39,6 @@ def cnndm(tmp_path):
     )
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_summarization_table_lead3(cnndm, tmp_path):
     out = tmp_path / "t4.md"
@@ -100,7 +92,7 @@ def test_bad_data_exits_with_a_clear_error(name, tmp_path, capsys):
     assert "empty.jsonl: no records" in capsys.readouterr().err
 
 
-def test_model_row_then_saved_samples(tmp_path, one_thread):
+def test_model_row_then_saved_samples(tmp_path):
     from ziegler_trl.models import load_tokenizer
 
     tokenizer = load_tokenizer("embedded")

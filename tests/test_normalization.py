@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from tests.conftest import tiny_llama
 from ziegler_trl import fit_reward_normalization, load_reward_model, normalize_reward_model
 from ziegler_trl.reward.scoring import score_texts
 

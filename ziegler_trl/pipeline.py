@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset
 
 from .collection import collect_round
 from .labeling import HumanLabeler, LabelStore, SentimentLabeler

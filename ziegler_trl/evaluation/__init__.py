@@ -15,8 +15,8 @@ from .preference import (
 )
 from .records import read_records
 from .rouge import rouge, rouge_per_document
-from .summaries import Summaries, lead3, model_summaries, row_summaries, split_sentences
-from .tables import markdown_table
+from .summaries import Summaries, lead3, model_summaries, row_summaries, split_sentences, table_rows
+from .tables import markdown_table, write_markdown
 
 __all__ = [
     "Agreement",
@@ -45,6 +45,8 @@ __all__ = [
     "row_summaries",
     "sample_rewards",
     "split_sentences",
+    "table_rows",
     "wilson_interval",
     "win_rate_from_records",
+    "write_markdown",
 ]

@@ -14,11 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pysbd
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models import load_policy, load_tokenizer
 from ..sampling import sample_completions
-from ..tasks import TaskSpec, format_query, get_task
+from ..tasks import TaskSpec, format_query, get_task, load_task_texts
 from .records import read_records
 
 
@@ -138,3 +139,20 @@ def row_summaries(
     model = load_policy(path)
     model.eval()
     return model_summaries(name, model, tokenizer, texts[:model_limit], task, batch_size)
+
+
+def table_rows(args) -> tuple[list[str], list[str], list[Summaries]]:
+    """The sources, the references and one `Summaries` per requested row, for the table scripts (`eval/*_table.py` arguments:
+    task, data, split, limit, rows, model_limit, batch_size, zero_shot_model, seed, save_samples)."""
+    data = load_task_texts(args.task, args.data, split=args.split, limit=args.limit)
+    texts, references = list(data["text"]), list(data["reference"])
+    torch.manual_seed(args.seed)
+    rows = [
+        row_summaries(spec, texts, references, args.task, args.model_limit, args.batch_size, args.zero_shot_model)
+        for spec in args.rows
+    ]
+    if args.save_samples:
+        args.save_samples.write_text("")
+        for row in rows:
+            row.to_jsonl(args.save_samples)
+    return texts, references, rows
