@@ -184,7 +184,9 @@ def serve(
 
     base_url = base_url or f"http://{host}:{port}"
     print(f"admin page: {base_url}/admin/{store.admin_token}", flush=True)
-    uvicorn.run(create_app(store, base_url=base_url, ranking=ranking), host=host, port=port, log_level="info")
+    # No access log: request paths carry the labelers' and the admin's tokens.
+    uvicorn.run(create_app(store, base_url=base_url, ranking=ranking), host=host, port=port, log_level="info",
+                access_log=False)
 
 
 class BackgroundServer:
@@ -201,7 +203,7 @@ class BackgroundServer:
         self.socket.bind((host, port))  # bound before the thread starts: no race for the port
         self.url = f"http://{host}:{self.socket.getsockname()[1]}"
         app = create_app(store, base_url=self.url, **app_kwargs)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def __enter__(self) -> str:
