@@ -18,7 +18,6 @@ penalty −1 instead of the reward model's score.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
+
+from .jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -171,26 +172,19 @@ def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None =
     path = Path(path)
     fields = [task.text_field] + ([task.reference_field] if task.reference_field else [])
     rows: dict[str, list[str]] = {"text": [], "reference": []}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            for name in fields:
-                value = record.get(name)
-                if name not in record:
-                    raise ValueError(f"{path}:{line_no}: missing field {name!r} (task {task.name!r} reads {fields})")
-                if not isinstance(value, str) or not value.strip():
-                    raise ValueError(f"{path}:{line_no}: field {name!r} must be a non-empty string")
-            rows["text"].append(_clean(task, record[task.text_field]))
-            rows["reference"].append(record[task.reference_field] if task.reference_field else "")
-            if limit is not None and len(rows["text"]) >= limit:
-                break
+    for line_no, record in read_jsonl(path):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+        for name in fields:
+            value = record.get(name)
+            if name not in record:
+                raise ValueError(f"{path}:{line_no}: missing field {name!r} (task {task.name!r} reads {fields})")
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{path}:{line_no}: field {name!r} must be a non-empty string")
+        rows["text"].append(_clean(task, record[task.text_field]))
+        rows["reference"].append(record[task.reference_field] if task.reference_field else "")
+        if limit is not None and len(rows["text"]) >= limit:
+            break
     if not rows["text"]:
         raise ValueError(f"{path}: no records")
     if not task.reference_field:

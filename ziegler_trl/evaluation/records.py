@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from ..jsonl import read_jsonl
 
 
 def _check(record: object, fields: Mapping[str, type | tuple[type, ...]], where: str) -> dict:
@@ -29,15 +30,8 @@ def read_records(source: str | Path | Iterable[Mapping], fields: Mapping[str, ty
     records = []
     if isinstance(source, (str, Path)):
         path = Path(source)
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-                records.append(_check(record, fields, f"{path}:{line_no}"))
+        for line_no, record in read_jsonl(path):
+            records.append(_check(record, fields, f"{path}:{line_no}"))
         if not records:
             raise ValueError(f"{path}: no records")
         return records

@@ -15,6 +15,8 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from ..jsonl import parse_line
+
 OPENAI_PAD_ID = 50259  # lm-human-preferences right-pads GPT-2 token ids with this id
 OPENAI_SAMPLE_FIELDS = ("sample0", "sample1", "sample2", "sample3")
 
@@ -81,14 +83,7 @@ def _read_json_or_jsonl(path_or_url: str) -> list[Any]:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path_or_url}: not valid JSON (line {err.lineno}: {err.msg})") from err
-    records = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path_or_url}:{line_no}: not valid JSON ({err.msg})") from err
-    return records
+    return [parse_line(path_or_url, n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def _token_ids(record: Mapping[str, Any], field: str, where: str) -> list[int]:
