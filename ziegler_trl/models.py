@@ -13,6 +13,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -176,21 +178,37 @@ def score_head(model: nn.Module) -> nn.Linear:
     raise ValueError(f"{type(base).__name__} has no linear score head (looked for score/classifier/v_head)")
 
 
+@contextmanager
+def whole_parameters(module: nn.Module) -> Iterator[None]:
+    """Make `module`'s parameters whole for an in-place edit: a model loaded under DeepSpeed ZeRO-3 init holds
+    shards, which are gathered here and re-partitioned from rank 0's edit on exit."""
+    params = list(module.parameters())
+    if not any(hasattr(p, "ds_id") for p in params):
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+        yield
+
+
 @torch.no_grad()
 def init_reward_head(head: nn.Linear) -> nn.Linear:
     """The paper's reward head: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0."""
-    head.weight.normal_(0.0, 1.0 / math.sqrt(head.in_features + 1))
-    if head.bias is not None:
-        head.bias.zero_()
+    with whole_parameters(head):
+        head.weight.normal_(0.0, 1.0 / math.sqrt(head.in_features + 1))
+        if head.bias is not None:
+            head.bias.zero_()
     return head
 
 
 @torch.no_grad()
 def init_value_head(head: nn.Linear) -> nn.Linear:
     """The paper's value head: all zeros, so V starts at 0 and early advantages are the returns."""
-    head.weight.zero_()
-    if head.bias is not None:
-        head.bias.zero_()
+    with whole_parameters(head):
+        head.weight.zero_()
+        if head.bias is not None:
+            head.bias.zero_()
     return head
 
 

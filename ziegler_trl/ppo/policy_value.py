@@ -27,17 +27,42 @@ class PolicyAndValue(nn.Module):
         self.policy = policy
         self.value_model = value_model
         trunk_config = (value_model or policy).config.get_text_config()
+        # The trunk's dtype too: ZeRO-3 partitions the head with the trunk's (bf16) shards and needs one dtype.
+        trunk_param = next((value_model or policy).parameters())
         self.value_head = init_value_head(nn.Linear(trunk_config.hidden_size, 1))
-        self.value_head.to(next(policy.parameters()).device)
+        self.value_head.to(device=trunk_param.device, dtype=trunk_param.dtype)
 
     @property
     def config(self):
         return self.policy.config
 
+    @property
+    def generation_config(self):
+        return self.policy.generation_config
+
+    def generate(self, *args, **kwargs):
+        """Sample from the policy. Under FSDP2 this is registered as a forward method of this (root) module, so the
+        root's shards are gathered around it as around `forward`."""
+        return self.policy.generate(*args, **kwargs)
+
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        """The policy's transformer block classes: what FSDP's transformer-based auto wrap shards as units."""
+        return getattr(self.policy, "_no_split_modules", None)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.policy.is_gradient_checkpointing
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         for trunk in (self.policy, self.value_model):
             if trunk is not None:
                 trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for trunk in (self.policy, self.value_model):
+            if trunk is not None:
+                trunk.gradient_checkpointing_disable()
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
@@ -63,14 +88,17 @@ class PolicyAndValue(nn.Module):
         values = self.value_head(hidden[:, -response_length - 1 : -1]).squeeze(-1).float()
         return out.logits[:, :-1], values
 
-    def save(self, folder: str, is_main_process: bool = True) -> None:
-        """The policy's HF folder (or PEFT adapter) with the value head beside it."""
-        self.policy.save_pretrained(folder, is_main_process=is_main_process)
+    def save(self, folder: str, is_main_process: bool = True, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """The policy's HF folder (or PEFT adapter) with the value head beside it. `state_dict`: this module's
+        whole weights when its own are shards (gathered by the Trainer under ZeRO-3 / FSDP)."""
+        parts = split_state_dict(state_dict, ("policy", "value_model", "value_head")) if state_dict is not None else {}
+        self.policy.save_pretrained(folder, is_main_process=is_main_process, state_dict=parts.get("policy"))
         if not is_main_process:
             return
-        save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, os.path.join(folder, VALUE_HEAD_FILE))
+        head = parts.get("value_head") or self.value_head.state_dict()
+        save_file({k: v.contiguous() for k, v in head.items()}, os.path.join(folder, VALUE_HEAD_FILE))
         if self.value_model is not None:
-            self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR))
+            self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR), state_dict=parts.get("value_model"))
 
     def load_value_function(self, folder: str) -> None:
         """Read back what `save` wrote beside the policy (the policy itself is loaded by the Trainer)."""
@@ -82,3 +110,14 @@ class PolicyAndValue(nn.Module):
             tied = set(getattr(self.value_model, "_tied_weights_keys", None) or [])
             if unexpected or set(missing) - tied:
                 raise ValueError(f"{folder}/{VALUE_MODEL_DIR}: missing {missing}, unexpected {unexpected}")
+
+
+def split_state_dict(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, dict[str, torch.Tensor]]:
+    """{prefix: {key without "prefix.": tensor}} for the given submodule names; other keys are an error."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        prefix, _, rest = key.partition(".")
+        if prefix not in prefixes or not rest:
+            raise ValueError(f"Unexpected key {key!r} in the policy/value state dict (expected {prefixes} prefixes)")
+        parts.setdefault(prefix, {})[rest] = tensor
+    return parts

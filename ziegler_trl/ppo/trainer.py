@@ -16,7 +16,8 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
@@ -27,8 +28,10 @@ from transformers import (
     TrainerCallback,
     set_seed,
 )
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import is_rich_available
+from trl.models import prepare_deepspeed, prepare_fsdp, unwrap_model_for_generation
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
@@ -128,12 +131,20 @@ class ZieglerPPOTrainer(_BaseTrainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            policy = get_peft_model(policy, peft_config)
+            # ZeRO-3 needs one dtype across the partitioned weights: keep the adapters in the base's (bf16) dtype
+            # rather than PEFT's default upcast to fp32.
+            policy = get_peft_model(policy, peft_config, autocast_adapter_dtype=not is_deepspeed_zero3_enabled())
             if ref_model is not None:
                 raise ValueError("With peft_config the reference is the policy with adapters disabled; drop ref_model")
             self.ref_model = None
         elif ref_model is None:
-            self.ref_model = copy.deepcopy(policy)
+            if is_deepspeed_zero3_enabled():  # ZeRO-3 init partitioned the policy: load ρ afresh, no deep copy
+                if not isinstance(model, str):
+                    raise ValueError("Under DeepSpeed ZeRO-3 pass the policy as a path (or give ref_model): a "
+                                     "partitioned model cannot be copied to make the reference")
+                self.ref_model = load_policy(model, tokenizer)
+            else:
+                self.ref_model = copy.deepcopy(policy)
         else:
             self.ref_model = load_policy(ref_model, tokenizer) if isinstance(ref_model, str) else ref_model
         if isinstance(value_model, str):
@@ -163,10 +174,10 @@ class ZieglerPPOTrainer(_BaseTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        device = self.accelerator.device
-        for frozen in (self.ref_model, self.reward_model):
-            if frozen is not None:
-                frozen.to(device)
+        if self.ref_model is not None:
+            self.ref_model = self._prepare_frozen(self.ref_model)
+        if self.reward_model is not None:
+            self.reward_model = self._prepare_frozen(self.reward_model)
         # Different samples on every rank: the Trainer seeded all ranks alike.
         set_seed(args.seed + self.accelerator.process_index * RANK_SEED_STRIDE)
 
@@ -187,6 +198,15 @@ class ZieglerPPOTrainer(_BaseTrainer):
             self._check_reward_on_labels(eval_labels)
 
     # ----- data -----
+
+    def _prepare_frozen(self, model: PreTrainedModel):
+        """ρ and the reward model only run inference: under DeepSpeed an inference engine (ZeRO-3 shards it like the
+        policy, ZeRO-1/2 keep a whole copy per rank), under FSDP sharded like the policy, else moved to the device."""
+        if self.is_deepspeed_enabled:
+            return prepare_deepspeed(model, self.accelerator)
+        if self.is_fsdp_enabled:
+            return prepare_fsdp(model, self.accelerator)
+        return model.to(self.accelerator.device)
 
     @staticmethod
     def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
@@ -263,6 +283,21 @@ class ZieglerPPOTrainer(_BaseTrainer):
         self._step += 1
         return loss
 
+    @contextmanager
+    def _policy_for_generation(self) -> Iterator[PreTrainedModel]:
+        """A model to call `generate` on with whole weights. ZeRO-3 gathers every shard for the whole sampling loop
+        (TRL's helper). FSDP2 samples through the root module's `generate`, registered as an FSDP forward method so
+        the root's shards (embeddings, head) gather around it; the transformer blocks gather theirs as they run."""
+        if self.is_fsdp_enabled and hasattr(self.model, "unshard"):
+            if getattr(self.model.generate, "__func__", None) is PolicyAndValue.generate:  # not registered yet
+                from torch.distributed.fsdp import register_fsdp_forward_method
+
+                register_fsdp_forward_method(self.model, "generate")
+            yield self.model
+            return
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as wrapper:
+            yield wrapper.policy
+
     def _forward_reference(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of ρ over the response positions (the policy with LoRA adapters off, under PEFT)."""
         kwargs = {
@@ -301,13 +336,15 @@ class ZieglerPPOTrainer(_BaseTrainer):
         wrapper = self.accelerator.unwrap_model(self.model)
         pad = self.processing_class.pad_token_id
         queries = [row["query_ids"] for row in rows]
-        responses = generate_responses(wrapper.policy, queries, self.sampling_task, pad).to(device)
+        # Mixed precision (bf16 on GPUs) for sampling and every frozen forward too, not only the training step.
+        with self.accelerator.autocast():
+            with self._policy_for_generation() as policy:
+                responses = generate_responses(policy, queries, self.sampling_task, pad).to(device)
 
-        query_ids, query_mask = pad_left(queries, pad)
-        input_ids = torch.cat([query_ids.to(device), responses], dim=1)
-        attention_mask = torch.cat([query_mask.to(device), torch.ones_like(responses)], dim=1)
-        logprobs, ref_logprobs, values = [], [], []
-        with self.compute_loss_context_manager():
+            query_ids, query_mask = pad_left(queries, pad)
+            input_ids = torch.cat([query_ids.to(device), responses], dim=1)
+            attention_mask = torch.cat([query_mask.to(device), torch.ones_like(responses)], dim=1)
+            logprobs, ref_logprobs, values = [], [], []
             for start in range(0, len(rows), args.rollout_forward_batch_size):
                 chunk = slice(start, start + args.rollout_forward_batch_size)
                 logits, chunk_values = wrapper(input_ids[chunk], attention_mask[chunk], self.response_length)
@@ -315,14 +352,14 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 values.append(chunk_values)
                 ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk])
                 ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
-        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+            logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
 
-        if self.task is not None:
-            truncated, valid = truncate_responses(responses.cpu(), self.task, self.processing_class)
-        else:
-            truncated, valid = responses.cpu(), torch.ones(len(rows), dtype=torch.bool)
-        reward_ids = [row["reward_ids"] for row in rows]
-        raw_scores = self._score(reward_ids, truncated).to(device)
+            if self.task is not None:
+                truncated, valid = truncate_responses(responses.cpu(), self.task, self.processing_class)
+            else:
+                truncated, valid = responses.cpu(), torch.ones(len(rows), dtype=torch.bool)
+            reward_ids = [row["reward_ids"] for row in rows]
+            raw_scores = self._score(reward_ids, truncated).to(device)
         penalty = self.task.penalty_reward if self.task is not None else 0.0
         scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, penalty))
 
@@ -466,7 +503,10 @@ class ZieglerPPOTrainer(_BaseTrainer):
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).save(output_dir, is_main_process=self.args.should_save)
+        # Under ZeRO-3 / FSDP the Trainer hands us the gathered state dict: the unwrapped weights are shards.
+        self.accelerator.unwrap_model(self.model).save(
+            output_dir, is_main_process=self.args.should_save, state_dict=state_dict
+        )
         if self.args.should_save:
             self.processing_class.save_pretrained(output_dir)
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
@@ -481,7 +521,13 @@ class ZieglerPPOTrainer(_BaseTrainer):
         wrapper = self.accelerator.unwrap_model(model if model is not None else self.model)
         super()._load_from_checkpoint(resume_from_checkpoint, model=wrapper.policy)
         wrapper.load_value_function(resume_from_checkpoint)
-        load_controller(self.kl_controller, resume_from_checkpoint)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        # β is training state like Adam's moments, and this hook runs on every resume path (DeepSpeed restores the
+        # model through its own engine and never calls _load_from_checkpoint).
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            load_controller(self.kl_controller, checkpoint)
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """A resumed policy must load completely; only weights tied to others (lm_head) may be absent."""
