@@ -2,15 +2,12 @@
 
     accelerate launch recipes/train_reward.py --config recipes/configs/reward_sentiment.yaml --labels labels.jsonl
     python recipes/train_reward.py --config recipes/configs/reward_sentiment.yaml --labels my_labels.jsonl
+    python recipes/train_reward.py ... --use_peft --lora_r 16 --lora_target_modules all-linear   # LoRA, saved merged
 
 See `ziegler_trl.reward.pipeline.train_reward_model` for the steps.
 """
 
-from trl import TrlParser
-
-from ziegler_trl import BestOfKRewardConfig
-from ziegler_trl.reward.pipeline import RewardScriptArguments, train_reward_model
+from ziegler_trl.reward.pipeline import main
 
 if __name__ == "__main__":
-    parser = TrlParser((RewardScriptArguments, BestOfKRewardConfig))
-    train_reward_model(*parser.parse_args_and_config())
+    main()

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import tiny_llama
+from ziegler_trl.models import load_policy
 from ziegler_trl.ppo import (
     AdaptiveKLController,
     NonFiniteError,
@@ -202,3 +203,24 @@ def test_ppo_raises_a_simple_reward(tiny_tokenizer, tmp_path):
     scores = [entry["objective/scores"] for entry in rollout_logs(trainer)]
     assert len(scores) == 30
     assert sum(scores[-5:]) / 5 > sum(scores[:5]) / 5 + 0.5
+
+
+def test_lora_policy_saved_merged_while_checkpoints_keep_adapters(tiny_tokenizer, tmp_path):
+    from peft import LoraConfig
+
+    trainer = make_trainer(
+        tiny_tokenizer, tmp_path, total_episodes=8, learning_rate=5e-2, save_merged_model=True,
+        save_strategy="steps", save_steps=2, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.train()
+    checkpoint = tmp_path / "ppo" / "checkpoint-2"
+    assert (checkpoint / "adapter_model.safetensors").is_file()
+    trainer.save_model(str(tmp_path / "merged"))
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    assert (tmp_path / "merged" / "value_head.safetensors").is_file()
+    merged = load_policy(str(tmp_path / "merged"), tiny_tokenizer)
+    ids = torch.tensor([tiny_tokenizer.encode(PROMPTS[0])])
+    with torch.no_grad():
+        expected = trainer.model.policy(input_ids=ids).logits
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
+    assert trainer.model.has_adapters  # the run's own model keeps its adapters

@@ -150,3 +150,28 @@ def test_lora_reward_model(tmp_path, tiny_model_dir, tiny_tokenizer):
     assert not torch.equal(head_before, head_after)
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trainable) and not any("mlp" in n and "lora" not in n for n in trainable)
+
+
+@pytest.mark.parametrize("merged", [True, False])
+def test_lora_reward_stage_saves_merged_or_adapters(tmp_path, tiny_model_dir, tiny_tokenizer, merged):
+    from trl import ModelConfig
+
+    from ziegler_trl.models import load_reward_model
+    from ziegler_trl.reward.pipeline import RewardScriptArguments, train_reward_model
+    from ziegler_trl.reward.scoring import score_texts
+
+    labels = comparisons(12)
+    rho = (["The cat sat."] * 8, [c[0] for c in labels["completions"][:8]])
+    script = RewardScriptArguments(model_name_or_path=str(tiny_model_dir), eval_fraction=0.0, normalize_samples=8)
+    lora = ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
+    train_reward_model(script, config(tmp_path, save_merged_model=merged), labels=labels, rho_samples=rho,
+                       model_args=lora)
+    out = tmp_path / "rm"
+    if not merged:
+        assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+        return
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    reloaded = load_reward_model(str(out), tiny_tokenizer)
+    assert not any("lora" in name for name, _ in reloaded.named_parameters())
+    scores = score_texts(reloaded, tiny_tokenizer, *rho)  # the merged model keeps the normalisation on ρ
+    assert abs(scores.mean().item()) < 1e-4 and abs(scores.std(unbiased=False).item() - 1) < 1e-3

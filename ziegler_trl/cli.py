@@ -16,10 +16,9 @@ def _quickstart(argv: list[str]) -> None:
 
 
 def _train_reward(argv: list[str]) -> None:
-    from .reward import BestOfKRewardConfig
-    from .reward.pipeline import RewardScriptArguments, train_reward_model
+    from .reward.pipeline import main as train_reward_main
 
-    train_reward_model(*TrlParser((RewardScriptArguments, BestOfKRewardConfig)).parse_args_and_config(argv))
+    train_reward_main(argv)
 
 
 def _train_policy(argv: list[str]) -> None:

@@ -172,7 +172,10 @@ def score_head(model: nn.Module) -> nn.Linear:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for name in ("score", "classifier", "v_head", "value_head"):
         head = getattr(base, name, None)
-        head = getattr(head, "modules_to_save", {}).get("default", head) if head is not None else None
+        copies = getattr(head, "modules_to_save", None)  # PEFT trains (and merges) its own copy of the head
+        if isinstance(copies, nn.ModuleDict):
+            active = head.active_adapter
+            head = copies[active[0] if isinstance(active, list) else active]
         if isinstance(head, nn.Linear):
             return head
     raise ValueError(f"{type(base).__name__} has no linear score head (looked for score/classifier/v_head)")

@@ -80,6 +80,12 @@ class ZieglerPPOConfig(_BaseConfig):
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
     )
+    save_merged_model: bool = field(
+        default=False,
+        metadata={"help": "With peft_config: `save_model` writes the policy with its adapters merged into the base "
+                  "weights (a plain causal-LM folder). False: the adapters only (ρ is the base). Checkpoints always "
+                  "keep the adapters so a run can resume."},
+    )
     logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps."})
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in all models (the paper's code)."})
     log_completions: bool = field(

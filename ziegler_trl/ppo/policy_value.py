@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
+from ..adapters import is_peft_model, merged_copy
 from ..models import init_value_head
 from .core import position_ids_from_mask
 
@@ -88,11 +89,26 @@ class PolicyAndValue(nn.Module):
         values = self.value_head(hidden[:, -response_length - 1 : -1]).squeeze(-1).float()
         return out.logits[:, :-1], values
 
-    def save(self, folder: str, is_main_process: bool = True, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """The policy's HF folder (or PEFT adapter) with the value head beside it. `state_dict`: this module's
-        whole weights when its own are shards (gathered by the Trainer under ZeRO-3 / FSDP)."""
+    @property
+    def has_adapters(self) -> bool:
+        return is_peft_model(self.policy)
+
+    def save(
+        self,
+        folder: str,
+        is_main_process: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        merge_adapters: bool = False,
+    ) -> None:
+        """The policy's HF folder (or PEFT adapter; merged into a plain folder with `merge_adapters`) with the value
+        head beside it. `state_dict`: this module's whole weights when its own are shards (gathered by the Trainer
+        under ZeRO-3 / FSDP)."""
         parts = split_state_dict(state_dict, ("policy", "value_model", "value_head")) if state_dict is not None else {}
-        self.policy.save_pretrained(folder, is_main_process=is_main_process, state_dict=parts.get("policy"))
+        if merge_adapters and self.has_adapters:
+            if is_main_process:
+                merged_copy(self.policy).save_pretrained(folder)
+        else:
+            self.policy.save_pretrained(folder, is_main_process=is_main_process, state_dict=parts.get("policy"))
         if not is_main_process:
             return
         head = parts.get("value_head") or self.value_head.state_dict()

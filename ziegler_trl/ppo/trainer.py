@@ -35,6 +35,7 @@ from trl.models import prepare_deepspeed, prepare_fsdp, unwrap_model_for_generat
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
+from ..adapters import check_merge_supported
 from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer
 from ..reward.scoring import reward_sequence, score_sequences, score_texts
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
@@ -499,13 +500,24 @@ class ZieglerPPOTrainer(_BaseTrainer):
                     wandb.log({"completions": wandb.Table(columns=columns, data=rows)}, step=self.state.global_step)
             self._samples = {}
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # Only a save the user asks for merges LoRA adapters; checkpoints (internal calls) keep them for resuming.
+        self._merge_adapters = self.args.save_merged_model and not _internal_call
+        if self._merge_adapters and self.accelerator.unwrap_model(self.model).has_adapters:
+            check_merge_supported(self)
+        try:
+            super().save_model(output_dir, _internal_call)
+        finally:
+            self._merge_adapters = False
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
         # Under ZeRO-3 / FSDP the Trainer hands us the gathered state dict: the unwrapped weights are shards.
         self.accelerator.unwrap_model(self.model).save(
-            output_dir, is_main_process=self.args.should_save, state_dict=state_dict
+            output_dir, is_main_process=self.args.should_save, state_dict=state_dict,
+            merge_adapters=getattr(self, "_merge_adapters", False),
         )
         if self.args.should_save:
             self.processing_class.save_pretrained(output_dir)

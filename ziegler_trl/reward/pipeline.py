@@ -13,6 +13,8 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import set_seed
+from trl import ModelConfig, TrlParser
+from trl.trainer.utils import get_peft_config
 
 from ..models import freeze_bottom_layers, load_policy, load_reward_model, load_tokenizer
 from ..sampling import RANK_SEED_STRIDE, sample_completions
@@ -49,11 +51,13 @@ def train_reward_model(
     training_args: BestOfKRewardConfig,
     labels: Dataset | None = None,
     rho_samples: tuple[list[str], list[str]] | None = None,
+    model_args: ModelConfig | None = None,
 ) -> dict:
     """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder).
 
     `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ (e.g.
-    the completions of the comparisons) replaces fresh sampling for normalisation.
+    the completions of the comparisons) replaces fresh sampling for normalisation. `model_args` with `use_peft`:
+    LoRA adapters (a sequence-classification task, so the head trains with them); saved merged by default.
     """
     if labels is None and not script_args.labels:
         raise SystemExit("--labels is required: a best-of-K label file (JSON/JSONL), URL or Hub dataset id")
@@ -93,8 +97,12 @@ def train_reward_model(
     if script_args.normalize_samples:
         metrics["normalize_before"] = normalize_reward_model(model, tokenizer, rho_prompts, rho_completions)
 
+    peft_config = get_peft_config(model_args) if model_args is not None else None
+    if peft_config is not None:
+        peft_config.task_type = "SEQ_CLS"  # PEFT then trains the score head (modules_to_save) with the adapters
     trainer = BestOfKRewardTrainer(
-        model, args=training_args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer
+        model, args=training_args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer,
+        peft_config=peft_config,
     )
     if held_out is not None:
         metrics.update({f"{k}_before": v for k, v in trainer.evaluate().items() if k.startswith("eval_")})
@@ -105,11 +113,17 @@ def train_reward_model(
     if script_args.normalize_samples:
         metrics["normalize_after"] = normalize_reward_model(trainer.model, tokenizer, rho_prompts, rho_completions)
 
+    trainer.save_model(training_args.output_dir)  # every rank: ZeRO-3 gathers the shards collectively
     if trainer.accelerator.is_main_process:
-        trainer.save_model(training_args.output_dir)
         tokenizer.save_pretrained(training_args.output_dir)
         trainer.create_model_card(model_name=Path(training_args.output_dir).name)
         Path(training_args.output_dir, "reward_metrics.json").write_text(json.dumps(metrics, indent=2))
         Path(training_args.output_dir, "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
         print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = TrlParser((RewardScriptArguments, BestOfKRewardConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    return train_reward_model(script_args, training_args, model_args=model_args)

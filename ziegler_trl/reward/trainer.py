@@ -19,6 +19,7 @@ from transformers.utils import logging
 from trl import RewardConfig, RewardTrainer
 from trl.data_utils import is_conversational
 
+from ..adapters import check_merge_supported, is_peft_model, merged_copy
 from ..models import ensure_pad_token, load_reward_model, load_tokenizer
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 from ..sampling import pad_left
@@ -62,6 +63,12 @@ class BestOfKRewardConfig(RewardConfig):
     )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Trade compute for memory (1.3-2x slower on CPU); off unless memory demands."}
+    )
+    save_merged_model: bool = field(
+        default=True,
+        metadata={"help": "With LoRA: `save_model` writes the reward model with its adapters merged (a plain "
+                  "classifier folder, normalisation included, that `load_reward_model` and PPO read). False: the "
+                  "adapters only. Checkpoints always keep the adapters."},
     )
     share_prompt_forward: bool = field(
         default=True,
@@ -203,6 +210,16 @@ class BestOfKRewardTrainer(RewardTrainer):
             processing_class=processing_class,
             **kwargs,
         )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        if _internal_call or not (self.args.save_merged_model and is_peft_model(model)):
+            return super().save_model(output_dir, _internal_call)
+        check_merge_supported(self)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            merged_copy(model).save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if "prompt_ids" in dataset.column_names and "completion_ids" in dataset.column_names:  # tokenized

@@ -1,0 +1,31 @@
+"""Saving PEFT (LoRA) models with their adapters merged into the base weights, without disturbing the run.
+
+A merged folder is a plain HF model that any tool loads; the adapter-only folder is small but needs the base. The
+trainers merge only for the final `save_model` a user asks for; checkpoints keep the adapters so a run resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A PEFT-free copy of `model` with the adapters merged into the base weights; `model` keeps its adapters."""
+    if not is_peft_model(model):
+        raise TypeError(f"{type(model).__name__} has no PEFT adapters to merge")
+    return copy.deepcopy(model).merge_and_unload()
+
+
+def check_merge_supported(trainer) -> None:
+    """Merging reads whole weights from this process; under ZeRO-3 / FSDP the weights are shards."""
+    if trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3):
+        raise ValueError(
+            "save_merged_model is not supported under ZeRO-3 / FSDP (the weights are sharded): save the adapters "
+            "(save_merged_model=False) and merge afterwards with peft's merge_and_unload()"
+        )
