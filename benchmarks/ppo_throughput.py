@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+# benchmarks/ is on sys.path when a script here runs
+from worker_process import run_worker
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "books_sample.jsonl"
 TRL_BASELINE = "trl==1.12.0"
 
@@ -119,11 +122,7 @@ def spawn(name: str, cli, extra_path: str | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--model", cli.model, "--batch-size", str(cli.batch_size),
            "--updates", str(cli.updates), "--response-length", str(cli.response_length),
            "--output-dir", cli.output_dir] + (["--data", cli.data] if cli.data else [])
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # errors reported below
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_worker(cmd, env, name)
 
 
 def main() -> None:

@@ -25,10 +25,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
+
+# benchmarks/ is on sys.path when a script here runs
+from worker_process import run_worker
 
 VARIANTS = ("shared", "lora", "separate_value")
 PEAK_BF16_DENSE = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # vendor figures, dense (no sparsity)
@@ -214,12 +216,7 @@ def spawn(cli, variant: str, folder: str) -> dict:
     for name in ("batch_size", "micro_batch", "updates", "warmup_updates", "response_length", "ppo_epochs"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(cli, name))]
     cmd += ["--bf16"] if cli.bf16 else []
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # failures reported below
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"variant {variant} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_worker(cmd, dict(os.environ, HF_HUB_OFFLINE="1"), f"variant {variant}")
 
 
 def main() -> None:
