@@ -107,6 +107,18 @@ def test_label_comparisons_records_once(tmp_path):
     assert store.to_dataset()["ranking"] == [[2, 1, 0], [0, 1, 2]]
 
 
+
+def test_skip_ties_records_a_skip_for_a_shared_top_score(tmp_path):
+    store = LabelStore(tmp_path / "s.db")
+    neutral = ["The box sat on the table.", "The door was shut.", "It was a terrible day."]  # 0.0, 0.0, < 0
+    ids = store.add_comparisons(["p", "q"], [neutral, GROUP], round=0)
+    labeler = SentimentLabeler(name="sim", skip_ties=True)
+    assert labeler.label_comparisons(store, ids) == [None, 2]
+    assert labeler.label_comparisons(store, ids) == [None, 2]  # the skip is an answer: read back, not re-asked
+    assert [a.skipped for a in store.answers()] == [True, False]
+    assert store.to_dataset()["best"] == [2]
+    assert SentimentLabeler(skip_ties=True).label(["p"], [neutral]) == [0]  # no store, no skip: argmax
+
 def test_human_labeler_assigns_polls_and_times_out(tmp_path):
     store = LabelStore(tmp_path / "h.db")
     store.add_labeler("ann")

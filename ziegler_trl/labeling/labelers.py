@@ -87,7 +87,10 @@ class ScorerLabeler(Labeler):
 
     `score_fn(prompts, completions)` takes flat, equally long lists of (prompt, completion) pairs and returns one
     float per pair. `ScorerLabeler.from_reward_model` wraps a reward model through `score_texts`.
-    With `rankings=True`, answers recorded in a store also carry a full ranking.
+    With `rankings=True`, answers recorded in a store also carry a full ranking. With `skip_ties=True`, a
+    comparison whose top score is shared (VADER gives many neutral texts exactly 0.0) is recorded as skipped, as
+    a person would skip it in the web app: the scorer has no preference there, and a pick by index order would
+    only teach the reward model noise. `label` (no store, no skip) still answers every comparison.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class ScorerLabeler(Labeler):
         seed: int | None = None,
         name: str = "scorer",
         rankings: bool = False,
+        skip_ties: bool = False,
     ):
         if not temperature >= 0.0 or math.isinf(temperature):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
@@ -105,6 +109,7 @@ class ScorerLabeler(Labeler):
         self.rng = np.random.default_rng(seed)
         self.name = name
         self.rankings = rankings
+        self.skip_ties = skip_ties
 
     @classmethod
     def from_reward_model(cls, model, tokenizer, batch_size: int = 16, **kwargs) -> ScorerLabeler:
@@ -141,16 +146,22 @@ class ScorerLabeler(Labeler):
         return [plackett_luce_ranking(s, self.temperature, self.rng) for s in self.scores(prompts, completions)]
 
     def label_comparisons(self, store: LabelStore, ids: Sequence[int], wait: bool = True) -> list[int | None]:
-        """Answer every comparison this labeler has not answered yet, in one transaction; return all bests."""
-        done = {a.comparison_id: a.best for a in store.answers(ids, labeler=self.name) if not a.skipped}
+        """Answer every comparison this labeler has not answered yet, in one transaction; return all bests (None
+        where skipped)."""
+        done = {a.comparison_id: a.best for a in store.answers(ids, labeler=self.name)}
         todo = [c for c in store.get_comparisons([i for i in dict.fromkeys(ids) if int(i) not in done])]
         if todo:
             prompts, groups = [c.prompt for c in todo], [c.completions for c in todo]
-            if self.rankings:
-                rankings = self.rank(prompts, groups)
-                answers = [Answer(c.id, self.name, r[0], ranking=r) for c, r in zip(todo, rankings)]
-            else:
-                answers = [Answer(c.id, self.name, b) for c, b in zip(todo, self.label(prompts, groups))]
+            scores = self.scores(prompts, groups)
+            answers = []
+            for c, s in zip(todo, scores):
+                if self.skip_ties and sorted(s)[-2] == max(s):
+                    answers.append(Answer(c.id, self.name, skipped=True))
+                elif self.rankings:
+                    ranking = plackett_luce_ranking(s, self.temperature, self.rng)
+                    answers.append(Answer(c.id, self.name, ranking[0], ranking=ranking))
+                else:
+                    answers.append(Answer(c.id, self.name, boltzmann_choice(s, self.temperature, self.rng)))
             store.add_answers(answers)
             done.update({a.comparison_id: a.best for a in answers})
         return [done[int(i)] for i in ids]
@@ -161,9 +172,9 @@ class SentimentLabeler(ScorerLabeler):
     completion (VADER compound score of the completion); temperature > 0 simulates noisy people."""
 
     def __init__(self, temperature: float = 0.0, seed: int | None = None, name: str | None = None,
-                 rankings: bool = False):
+                 rankings: bool = False, skip_ties: bool = False):
         default_name = "sentiment" if temperature == 0 else f"sentiment-T{temperature:g}"
-        super().__init__(sentiment_reward, temperature, seed, name or default_name, rankings)
+        super().__init__(sentiment_reward, temperature, seed, name or default_name, rankings, skip_ties)
 
 
 class HumanLabeler(Labeler):
