@@ -36,3 +36,8 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     store = LabelStore(out / "labels.sqlite")
     assert len(store.answers()) == n_answers
     store.close()
+
+    # Other settings on the same folder would mix stages of two runs: refused before anything runs.
+    with pytest.raises(ValueError, match=r"holds a run made with other settings \(seed: 0 → 1\)"):
+        run_quickstart(QuickstartConfig(smoke=True, output_dir=str(out), seed=1))
+    assert json.loads((out / "stages.json").read_text()) == stages

@@ -66,20 +66,25 @@ class QuickstartConfig:
     )
     trainable_top_layers: int = field(default=4, metadata={"help": "Blocks trained in the policy (CPU knob)."})
     reward_top_layers: int = field(
-        default=4, metadata={"help": "Blocks trained in the reward model (0: its head and final norm only)."}
+        default=0,
+        metadata={"help": "Blocks trained in the reward model (0: its head and final norm only). With ~200 labels "
+                  "the frozen trunk generalises best: training the top 4 blocks memorised (33% held-out)."},
     )
-    reward_lr: float = field(default=3e-4, metadata={"help": "Reward model learning rate."})
+    reward_lr: float = field(
+        default=1e-2,
+        metadata={"help": "Reward model learning rate: a head alone needs a large one (3e-4 left it at chance)."},
+    )
     reward_normalize_samples: int = field(
         default=256, metadata={"help": "ρ samples (one per comparison) the reward is normalised on (the paper: 256)."}
     )
     reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
     reward_epochs: float = field(
-        default=2.0, metadata={"help": "Reward model epochs (the paper: 1 epoch of 5k labels; here 2 of ~220)."}
+        default=4.0, metadata={"help": "Reward model epochs (the paper: 1 epoch of 5k labels; here 4 of ~200)."}
     )
     ppo_episodes: int = field(default=256, metadata={"help": "PPO episodes."})
     ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update (rollout batch)."})
     ppo_lr: float = field(
-        default=1e-4, metadata={"help": "PPO learning rate (linear decay to 0); 3e-5 left KL at 0.1 of 2 nats."}
+        default=2e-4, metadata={"help": "PPO learning rate (linear decay to 0); 3e-5 left KL at 0.1 of 2 nats."}
     )
     init_kl_coef: float = field(default=0.1, metadata={"help": "Initial β (the paper's sentiment run: 0.15)."})
     kl_target: float = field(default=2.0, metadata={"help": "KL target in nats (the paper: 6 over 1M episodes)."})
@@ -342,7 +347,18 @@ def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict
 def run_quickstart(cfg: QuickstartConfig) -> Path:
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    settings = dataclasses.asdict(cfg)
+    saved = root / "config.json"
+    if saved.is_file() and (root / "stages.json").is_file():  # resuming: finished stages must match these settings
+        before = json.loads(saved.read_text())
+        changed = [f"{k}: {before.get(k)!r} → {v!r}" for k, v in settings.items()
+                   if before.get(k) != v and k != "output_dir"]  # a moved folder still resumes
+        if changed:
+            raise ValueError(
+                f"{root} holds a run made with other settings ({'; '.join(changed)}): rerun with the same settings "
+                "to resume it, or choose another --output_dir"
+            )
+    saved.write_text(json.dumps(settings, indent=2))
     model = _smoke_model(root) if cfg.smoke else cfg.model
     stages = Stages(root)
     stages.run("queries", make_queries, cfg, model, root)
