@@ -9,14 +9,16 @@ Stages (each saved under the output folder; rerunning the same command resumes a
 2. labels    K = 4 continuations per query from ρ; the simulated labeler (VADER sentiment, the paper's mock
              human) picks the most positive, and skips a comparison without a unique most positive one;
              comparisons and answers live in a SQLite LabelStore.
-3. reward    BestOfKRewardTrainer, two epochs, normalised to mean 0 / std 1 on ρ's samples before and after.
+3. reward    BestOfKRewardTrainer on ρ's frozen trunk (head only, lr 1e-2, four epochs), normalised to mean 0 /
+             std 1 on ρ's samples before and after.
 4. policy    ZieglerPPOTrainer with the adaptive KL controller, reward = the trained reward model.
 5. report    held-out queries: labeler score of π vs ρ (with 95% CIs), 2-way preference of π over ρ, final KL vs
              target; report.md and PNG plots.
 
-Miniature vs the paper: queries of 32 tokens instead of 64, only the top transformer blocks trained
-(`reward_top_layers`, `trainable_top_layers`), ~200 labels seen twice instead of 5k once, and a KL target of 2
-nats over 256 episodes instead of 6 over 1M, so that a 2-core CPU finishes; every other rule is the paper's.
+Miniature vs the paper: queries of 32 tokens instead of 64; the reward model trains its head only on ρ's frozen
+trunk (~200 labels, four epochs, instead of every weight on 5k labels once: at this label count the frozen trunk
+generalises best) and the policy its top blocks (`trainable_top_layers`); a KL target of 2 nats over 256 episodes
+instead of 6 over 1M, so that a 2-core CPU finishes; every other rule is the paper's.
 """
 
 from __future__ import annotations
