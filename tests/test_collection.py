@@ -19,9 +19,9 @@ class CountingLabeler(ScorerLabeler):
         super().__init__(lambda prompts, completions: [float(len(c)) for c in completions], name="counter")
         self.asked = 0
 
-    def label(self, prompts, completions):
+    def scores(self, prompts, completions):  # every answer of a ScorerLabeler goes through its scores
         self.asked += len(prompts)
-        return super().label(prompts, completions)
+        return super().scores(prompts, completions)
 
 
 def test_sample_comparisons_layout_and_labels(tiny_tokenizer):
