@@ -192,6 +192,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._samples: dict[str, list] = {}
         self._episodes = 0
+        self._merge_adapters = False  # set by save_model for the duration of a user's save
         self._window = {"episodes": 0, "start": time.perf_counter()}  # episodes/s between logs
 
         self._check_kl_penalty_sign()
@@ -517,7 +518,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         # Under ZeRO-3 / FSDP the Trainer hands us the gathered state dict: the unwrapped weights are shards.
         self.accelerator.unwrap_model(self.model).save(
             output_dir, is_main_process=self.args.should_save, state_dict=state_dict,
-            merge_adapters=getattr(self, "_merge_adapters", False),
+            merge_adapters=self._merge_adapters,
         )
         if self.args.should_save:
             self.processing_class.save_pretrained(output_dir)
