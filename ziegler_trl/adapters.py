@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 
+from peft import PeftModel
 from torch import nn
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 
 def is_peft_model(model: nn.Module) -> bool:
-    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+    return isinstance(model, PeftModel)
 
 
 def merged_copy(model: nn.Module) -> nn.Module:
@@ -24,7 +26,7 @@ def merged_copy(model: nn.Module) -> nn.Module:
 
 def check_merge_supported(trainer) -> None:
     """Merging reads whole weights from this process; under ZeRO-3 / FSDP the weights are shards."""
-    if trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3):
+    if trainer.is_fsdp_enabled or is_deepspeed_zero3_enabled():
         raise ValueError(
             "save_merged_model is not supported under ZeRO-3 / FSDP (the weights are sharded): save the adapters "
             "(save_merged_model=False) and merge afterwards with peft's merge_and_unload()"
