@@ -19,6 +19,7 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     report = run_quickstart(QuickstartConfig(smoke=True, output_dir=str(out)))
     text = report.read_text()
     assert "## Results on held-out queries" in text and "2-way preference" in text
+    assert "## Targets" in text and "these targets apply to the full run" in text
     for name in ("ppo.png", "reward_accuracy.png", "results.json", "queries.json", "labels.sqlite"):
         assert (out / name).is_file(), name
     assert (out / "reward_model" / "config.json").is_file() and (out / "policy" / "config.json").is_file()

@@ -192,7 +192,9 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     train_reward_model(script, args, labels=labels, rho_samples=rho)
 
 
-def train_policy(cfg: QuickstartConfig, model: str, root: Path) -> None:
+def train_policy(cfg: QuickstartConfig, model: str, root: Path, reward_fn=None) -> None:
+    """PPO against the trained reward model, or against `reward_fn(prompts, completions)` when given (what
+    `benchmarks/ppo_sample_efficiency.py` uses to measure PPO with a perfect reward)."""
     tokenizer = load_tokenizer(model)
     policy = load_policy(model, tokenizer)
     freeze_bottom_layers(policy, cfg.trainable_top_layers)
@@ -206,7 +208,8 @@ def train_policy(cfg: QuickstartConfig, model: str, root: Path) -> None:
         num_completions_to_print=2, dataloader_pin_memory=False,
     )
     trainer = ZieglerPPOTrainer(policy, args=args, train_dataset=Dataset.from_dict({"prompt": train}),
-                                processing_class=tokenizer, reward_model=str(root / "reward_model"))
+                                processing_class=tokenizer,
+                                **({"reward_fn": reward_fn} if reward_fn else {"reward_model": str(root / "reward_model")}))
     trainer.train()
     trainer.save_model(str(root / "policy"))
     tokenizer.save_pretrained(root / "policy")
@@ -298,6 +301,26 @@ def plot(root: Path) -> None:
     plt.close(fig)
 
 
+# The issue's bar for the full run (not the smoke run): time on 2 CPU cores, effect size, KL on target.
+MAX_SECONDS = 15 * 60
+MIN_WIN_RATE = 0.65
+KL_TOLERANCE = 0.3
+
+
+def target_checks(results: dict, seconds: float) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each of the quickstart's targets, from `evaluate`'s results."""
+    gain, half = results["score_gain"]
+    win = results["win_rate_pi_over_rho"][0]
+    kl, target = results["final_kl"], results["kl_target"]
+    return [
+        (f"total time ≤ {MAX_SECONDS // 60} min (2 CPU cores)", f"{seconds / 60:.1f} min", seconds <= MAX_SECONDS),
+        ("labeler score gain π − ρ > 0 (95% CI above 0)", f"{gain:+.3f} ± {half:.3f}", gain - half > 0),
+        (f"π preferred over ρ in ≥ {MIN_WIN_RATE:.0%} of 2-way comparisons", f"{win:.1%}", win >= MIN_WIN_RATE),
+        (f"final KL within ±{KL_TOLERANCE:.0%} of target", f"{kl:.2f} vs {target:.2f} nats",
+         abs(kl - target) <= KL_TOLERANCE * target),
+    ]
+
+
 def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict) -> Path:
     def ci(pair):
         return f"{pair[0]:+.3f} ± {pair[1]:.3f}"
@@ -331,6 +354,15 @@ def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict
         f"{results['final_kl_coef']:.4f}.",
         f"- Reward model: held-out accuracy {results['rm_accuracy']:.1%} on {results['rm_num_eval']} comparisons "
         f"(chance 25%), trained on {results['rm_num_train']}.",
+        "",
+        "## Targets",
+        "",
+        *(["A smoke run checks the plumbing on a random model: these targets apply to the full run.", ""]
+          if cfg.smoke else []),
+        "| target | measured | met |",
+        "|---|---|---|",
+        *[f"| {name} | {measured} | {'yes' if met else '**no**'} |"
+          for name, measured, met in target_checks(results, sum(timings.values()))],
         "",
         "![PPO](ppo.png)",
         "",
