@@ -74,7 +74,8 @@ def main() -> None:
             root = Path(args.out) / f"{reward}-{episodes}"
             root.mkdir(parents=True, exist_ok=True)
             shutil.copy(run / "queries.json", root / "queries.json")
-            shutil.copytree(run / "reward_model", root / "reward_model", dirs_exist_ok=True)
+            if not (root / "reward_model").exists():  # read-only here: link, not a copy of a whole model
+                (root / "reward_model").symlink_to((run / "reward_model").resolve(), target_is_directory=True)
             cfg = QuickstartConfig(**{**settings, "smoke": False, "output_dir": str(root), **overrides,
                                       "ppo_episodes": episodes})
             start = time.perf_counter()
