@@ -103,7 +103,7 @@ def run_variant(cli) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     import ziegler_trl.ppo.trainer as trainer_module
-    from ziegler_trl.models import load_policy, load_tokenizer, resolve_model_path
+    from ziegler_trl.models import freeze_bottom_layers, load_policy, load_tokenizer, resolve_model_path
     from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
     from ziegler_trl.tasks import build_queries
 
@@ -150,7 +150,7 @@ def run_variant(cli) -> dict:
         gradient_accumulation_steps=cli.batch_size // micro, num_mini_batches=1, num_ppo_epochs=cli.ppo_epochs,
         response_length=cli.response_length, temperature=0.7, total_episodes=cli.batch_size * updates,
         rollout_forward_batch_size=micro, save_strategy="no", report_to=[], log_completions=False,
-        bf16=cli.bf16, seed=0, disable_tqdm=True, logging_steps=10**6,
+        bf16=cli.bf16, seed=0, disable_tqdm=True, logging_steps=10**6, cache_frozen_blocks=not cli.no_block_cache,
     )
     peft_config = None
     if cli.variant == "lora":
@@ -158,8 +158,12 @@ def run_variant(cli) -> dict:
 
         peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     # Paths, not model objects: under ZeRO-3 the trainer loads each model itself (partitioned ρ cannot be copied).
+    policy = cli.folder
+    if cli.trainable_top_layers is not None:
+        policy = load_policy(cli.folder, tokenizer)
+        freeze_bottom_layers(policy, cli.trainable_top_layers)
     trainer = TimedTrainer(
-        cli.folder, args, train_dataset=prompts, processing_class=tokenizer, reward_model=cli.folder,
+        policy, args, train_dataset=prompts, processing_class=tokenizer, reward_model=cli.folder,
         peft_config=peft_config, value_model=cli.folder if cli.variant == "separate_value" else None,
     )
     if cuda:
@@ -188,6 +192,7 @@ def run_variant(cli) -> dict:
         "share_ppo_epochs": (seconds - rollout) / seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_query_tokens": query_tokens, "final_kl_coef": trainer.kl_controller.value,
+        "cached_frozen_blocks": trainer.accelerator.unwrap_model(trainer.model).cached_blocks,
     }
     if cuda:
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -216,6 +221,9 @@ def spawn(cli, variant: str, folder: str) -> dict:
     for name in ("batch_size", "micro_batch", "updates", "warmup_updates", "response_length", "ppo_epochs"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(cli, name))]
     cmd += ["--bf16"] if cli.bf16 else []
+    cmd += ["--no-block-cache"] if cli.no_block_cache else []
+    if cli.trainable_top_layers is not None:
+        cmd += ["--trainable-top-layers", str(cli.trainable_top_layers)]
     return run_worker(cmd, dict(os.environ, HF_HUB_OFFLINE="1"), f"variant {variant}")
 
 
@@ -232,6 +240,11 @@ def main() -> None:
     parser.add_argument("--response-length", type=int, default=24)
     parser.add_argument("--ppo-epochs", type=int, default=4)
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on most CPUs)")
+    parser.add_argument("--trainable-top-layers", type=int, default=None,
+                        help="train only the top N blocks (freeze_bottom_layers; not under ZeRO-3). MFU still "
+                             "counts full fine-tuning's FLOPs")
+    parser.add_argument("--no-block-cache", action="store_true",
+                        help="cache_frozen_blocks=False: rerun the frozen bottom blocks in every PPO epoch")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json-out", default=None, help="also write the results here")
     parser.add_argument("--save-check", action="store_true", help="save the trained policy and reload it (worker)")
@@ -264,6 +277,7 @@ def main() -> None:
         ("achieved TFLOP/s", "achieved_tflops", "{:.1f}"), ("MFU (whole update)", "mfu", "{:.1%}"),
         ("MFU while sampling", "mfu_sampling", "{:.1%}"), ("MFU in PPO epochs", "mfu_ppo_epochs", "{:.1%}"),
         ("trainable parameters", "trainable_params", "{:,}"),
+        ("cached frozen blocks", "cached_frozen_blocks", "{}"),
     ]
     print(f"{'':26s}" + "".join(f"{r['variant']:>18s}" for r in results))
     for label, key, fmt in rows:

@@ -55,3 +55,50 @@ def test_value_head_follows_the_trunk_dtype_and_generate_is_the_policys(tiny_tok
     torch.manual_seed(0)
     ours = wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
     assert torch.equal(ours, policy.generate(input_ids=ids, max_new_tokens=3, do_sample=False))
+
+
+def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokenizer):
+    from tests.conftest import tiny_config
+    from transformers import LlamaForCausalLM
+    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+
+    torch.manual_seed(0)
+    policy = LlamaForCausalLM(tiny_config(tiny_tokenizer, num_hidden_layers=4))
+    assert frozen_bottom_count(policy) == 0  # nothing frozen: nothing to cache
+    freeze_bottom_layers(policy, 2)
+    assert frozen_bottom_count(policy) == 2
+    wrapper = PolicyAndValue(policy)
+    wrapper.cached_blocks = 2
+    with torch.no_grad():
+        wrapper.value_head.weight.normal_()
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 9]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7])  # left padding, as in rollouts
+
+    logits, values, hidden = wrapper(ids, mask, 3, return_frozen_hidden=True)
+    assert hidden.shape == (2, 7, 32)
+    (logits.sum() + values.sum()).backward()
+    full_grads = [p.grad.clone() for p in wrapper.parameters() if p.requires_grad]
+    wrapper.zero_grad()
+    calls = []
+    hook = policy.model.layers[0].register_forward_hook(lambda *_: calls.append(1))
+    cached_logits, cached_values = wrapper(ids, mask, 3, frozen_hidden=hidden)
+    hook.remove()
+    (cached_logits.sum() + cached_values.sum()).backward()
+
+    assert calls == []  # the frozen blocks did not run
+    assert len(policy.model.layers) == 4  # and are back in place
+    torch.testing.assert_close(cached_logits, logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cached_values, values, rtol=0, atol=1e-6)
+    for cached, full in zip([p.grad for p in wrapper.parameters() if p.requires_grad], full_grads):
+        torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-7)
+
+
+def test_frozen_bottom_count_needs_everything_below_frozen(tiny_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=16, n_layer=3, n_head=2, n_positions=64))
+    freeze_bottom_layers(gpt2, 1)  # freezes the token embeddings, not the position embeddings (they feed block 0)
+    assert frozen_bottom_count(gpt2) == 0
+    gpt2.transformer.wpe.requires_grad_(False)
+    assert frozen_bottom_count(gpt2) == 2

@@ -224,3 +224,53 @@ def test_lora_policy_saved_merged_while_checkpoints_keep_adapters(tiny_tokenizer
         expected = trainer.model.policy(input_ids=ids).logits
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
     assert trainer.model.has_adapters  # the run's own model keeps its adapters
+
+
+def _frozen_bottom_llama(tokenizer):
+    from tests.conftest import tiny_config
+    from transformers import LlamaForCausalLM
+    from ziegler_trl.models import freeze_bottom_layers
+
+    torch.manual_seed(0)
+    policy = LlamaForCausalLM(tiny_config(tokenizer, num_hidden_layers=4))
+    freeze_bottom_layers(policy, 2)
+    return policy
+
+
+def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tmp_path):
+    """The PPO epochs start at the first trainable block from the rollout's hidden states: same weights after
+    training as rerunning the frozen blocks every epoch."""
+    runs = {}
+    for cache in (True, False):
+        trainer = make_trainer(tiny_tokenizer, tmp_path, name=f"cache-{cache}", model=_frozen_bottom_llama(tiny_tokenizer),
+                               cache_frozen_blocks=cache)
+        trainer.train()
+        wrapper = trainer.accelerator.unwrap_model(trainer.model)
+        assert wrapper.cached_blocks == (2 if cache else 0)
+        assert ("frozen_hidden" in trainer._buffer[0]) == cache
+        runs[cache] = (wrapper.state_dict(), [e["objective/kl"] for e in rollout_logs(trainer)])
+    assert runs[True][1] == pytest.approx(runs[False][1], abs=1e-5)
+    for name, weight in runs[True][0].items():
+        torch.testing.assert_close(weight, runs[False][0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_differs(tiny_tokenizer, tmp_path, caplog):
+    """GPT-2 adds position embeddings to `inputs_embeds`, so the cached hidden states would be shifted: the first
+    rollout's check finds it, warns, and the run trains with full forwards."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from ziegler_trl.models import freeze_bottom_layers
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(
+        vocab_size=len(tiny_tokenizer), n_embd=16, n_layer=3, n_head=2, n_positions=64,
+        pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=None,
+    ))
+    freeze_bottom_layers(gpt2, 1)
+    gpt2.transformer.wpe.requires_grad_(False)
+    trainer = make_trainer(tiny_tokenizer, tmp_path, model=gpt2, total_episodes=4)
+    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 2
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert "differs from its full forward" in caplog.text and "run full forwards instead" in caplog.text
+    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0
+    assert "frozen_hidden" not in trainer._buffer[0]

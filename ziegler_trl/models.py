@@ -222,15 +222,56 @@ def disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
 
 
-def transformer_layers(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks of a decoder (`layers` for Llama-likes, `h` for GPT-2-likes)."""
+def _blocks_owner(model: nn.Module) -> tuple[nn.Module, str]:
+    """(module, attribute) holding the stack of transformer blocks (`layers` for Llama-likes, `h` for GPT-2-likes)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     trunk = getattr(base, "base_model", base)
     for name in ("layers", "h", "blocks"):
-        layers = getattr(trunk, name, None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
+        if isinstance(getattr(trunk, name, None), nn.ModuleList):
+            return trunk, name
     raise ValueError(f"cannot find the transformer blocks of {type(base).__name__}")
+
+
+def transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a decoder (`layers` for Llama-likes, `h` for GPT-2-likes)."""
+    owner, name = _blocks_owner(model)
+    return getattr(owner, name)
+
+
+def frozen_bottom_count(model: nn.Module) -> int:
+    """How many leading transformer blocks have no trainable parameter, provided nothing before them trains either
+    (input embeddings, and the modules registered before the blocks, e.g. GPT-2's position embeddings; else 0): for
+    a given input their output never changes during training."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    owner, name = _blocks_owner(model)
+    before = []
+    for child_name, child in owner.named_children():
+        if child_name == name:
+            break
+        before.append(child)
+    if any(p.requires_grad for m in (base.get_input_embeddings(), *before) for p in m.parameters()):
+        return 0
+    count = 0
+    for layer in getattr(owner, name):
+        if any(p.requires_grad for p in layer.parameters()):
+            break
+        count += 1
+    return count
+
+
+@contextmanager
+def blocks_from(model: nn.Module, start: int) -> Iterator[None]:
+    """Within the context, `model` runs its transformer blocks `start`.. only, and `inputs_embeds` given to it stand
+    for the hidden states entering block `start` (`hidden_states[start]` of a full forward). Exact for models whose
+    forward passes `inputs_embeds` to the first block unchanged (Llama-likes); callers check it (see
+    `ZieglerPPOTrainer`)."""
+    owner, name = _blocks_owner(model)
+    blocks = getattr(owner, name)
+    setattr(owner, name, nn.ModuleList(list(blocks)[start:]))
+    try:
+        yield
+    finally:
+        setattr(owner, name, blocks)
 
 
 def freeze_bottom_layers(model: nn.Module, trainable_top_layers: int) -> int:

@@ -80,6 +80,13 @@ class ZieglerPPOConfig(_BaseConfig):
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
     )
+    cache_frozen_blocks: bool = field(
+        default=True,
+        metadata={"help": "When the policy's bottom blocks are frozen (e.g. `freeze_bottom_layers`), the PPO epochs "
+                  "start from the hidden states the rollout computed at the first trainable block instead of rerunning "
+                  "the frozen blocks: same numbers, less compute. Checked once against a full forward (a warning and "
+                  "full forwards where an architecture differs). Off with dropout, DeepSpeed or FSDP."},
+    )
     save_merged_model: bool = field(
         default=False,
         metadata={"help": "With peft_config: `save_model` writes the policy with its adapters merged into the base "

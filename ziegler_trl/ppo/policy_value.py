@@ -7,6 +7,7 @@ Saved as a standard HF causal-LM folder (the policy, or its PEFT adapter) plus `
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..adapters import is_peft_model, merged_copy
-from ..models import init_value_head
+from ..models import blocks_from, init_value_head
 from .core import position_ids_from_mask
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -32,6 +33,7 @@ class PolicyAndValue(nn.Module):
         trunk_param = next((value_model or policy).parameters())
         self.value_head = init_value_head(nn.Linear(trunk_config.hidden_size, 1))
         self.value_head.to(device=trunk_param.device, dtype=trunk_param.dtype)
+        self.cached_blocks = 0  # frozen bottom policy blocks `forward` may skip; set by the trainer
 
     @property
     def config(self):
@@ -66,19 +68,35 @@ class PolicyAndValue(nn.Module):
                 trunk.gradient_checkpointing_disable()
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        response_length: int,
+        frozen_hidden: torch.Tensor | None = None,
+        return_frozen_hidden: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """(logits [B, T, V] predicting the T response tokens, values [B, T]) for left-padded query ‖ response.
 
         The value at response position t is read from the same hidden state that predicts token t, i.e. it values
         the state (x, y_<t).
+
+        With `cached_blocks` = n > 0 (the policy's bottom n blocks are frozen): `return_frozen_hidden` adds the
+        hidden states entering block n [B, L, d] to the outputs, and given back as `frozen_hidden` they replace the
+        embeddings and the bottom n blocks, which then do not run (the PPO epochs reuse the rollout's).
         """
         position_ids = position_ids_from_mask(attention_mask)
         shared = self.value_model is None
-        out = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            logits_to_keep=response_length + 1, output_hidden_states=shared, use_cache=False,
-        )
+        policy_inputs = {"input_ids": input_ids}
+        skip = contextlib.nullcontext()
+        if frozen_hidden is not None:
+            policy_inputs = {"inputs_embeds": frozen_hidden}
+            skip = blocks_from(self.policy, self.cached_blocks)
+        with skip:
+            out = self.policy(
+                **policy_inputs, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=response_length + 1, output_hidden_states=shared or return_frozen_hidden,
+                use_cache=False,
+            )
         if shared:
             hidden = out.hidden_states[-1]
         else:
@@ -87,6 +105,8 @@ class PolicyAndValue(nn.Module):
                 logits_to_keep=1, output_hidden_states=True, use_cache=False,
             ).hidden_states[-1]
         values = self.value_head(hidden[:, -response_length - 1 : -1]).squeeze(-1).float()
+        if return_frozen_hidden:
+            return out.logits[:, :-1], values, out.hidden_states[self.cached_blocks]
         return out.logits[:, :-1], values
 
     @property

@@ -36,7 +36,7 @@ from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
-from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer
+from ..models import disable_dropout, frozen_bottom_count, load_policy, load_reward_model, load_tokenizer
 from ..reward.scoring import reward_sequence, score_sequences, score_texts
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
 from ..tasks import TaskSpec, format_query, get_task, truncate_responses
@@ -195,6 +195,12 @@ class ZieglerPPOTrainer(_BaseTrainer):
         self._merge_adapters = False  # set by save_model for the duration of a user's save
         self._window = {"episodes": 0, "start": time.perf_counter()}  # episodes/s between logs
 
+        wrapper = self.accelerator.unwrap_model(self.model)
+        sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled
+        if args.cache_frozen_blocks and args.disable_dropout and not sharded:
+            wrapper.cached_blocks = frozen_bottom_count(wrapper.policy)
+        self._block_cache_checked = False
+
         self._check_kl_penalty_sign()
         if eval_labels is not None:
             self._check_reward_on_labels(eval_labels)
@@ -346,12 +352,18 @@ class ZieglerPPOTrainer(_BaseTrainer):
             query_ids, query_mask = pad_left(queries, pad)
             input_ids = torch.cat([query_ids.to(device), responses], dim=1)
             attention_mask = torch.cat([query_mask.to(device), torch.ones_like(responses)], dim=1)
-            logprobs, ref_logprobs, values = [], [], []
+            if wrapper.cached_blocks and not self._block_cache_checked:
+                self._check_block_cache(wrapper, input_ids[:2], attention_mask[:2])
+            cache = wrapper.cached_blocks > 0
+            logprobs, ref_logprobs, values, frozen_hidden = [], [], [], []
             for start in range(0, len(rows), args.rollout_forward_batch_size):
                 chunk = slice(start, start + args.rollout_forward_batch_size)
-                logits, chunk_values = wrapper(input_ids[chunk], attention_mask[chunk], self.response_length)
+                logits, chunk_values, *hidden = wrapper(
+                    input_ids[chunk], attention_mask[chunk], self.response_length, return_frozen_hidden=cache
+                )
                 logprobs.append(logprobs_from_logits(logits, responses[chunk], self.temperature))
                 values.append(chunk_values)
+                frozen_hidden += hidden
                 ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk])
                 ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
             logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
@@ -400,10 +412,28 @@ class ZieglerPPOTrainer(_BaseTrainer):
             "prompt": prompts, "completion": completions,
             "score": scores[:n].tolist(), "kl": sequence_kl[:n].tolist(),
         }
-        return {
+        rollout = {
             "input_ids": input_ids, "attention_mask": attention_mask, "responses": responses,
             "logprobs": logprobs, "values": values, "rewards": rewards,
         }
+        if frozen_hidden:
+            rollout["frozen_hidden"] = torch.cat(frozen_hidden)
+        return rollout
+
+    @torch.no_grad()
+    def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Once per run: the forward from cached hidden states must reproduce the full forward, else run full ones."""
+        self._block_cache_checked = True
+        logits, values, hidden = wrapper(input_ids, attention_mask, self.response_length, return_frozen_hidden=True)
+        cached_logits, cached_values = wrapper(input_ids, attention_mask, self.response_length, frozen_hidden=hidden)
+        error = max((logits - cached_logits).abs().max().item(), (values - cached_values).abs().max().item())
+        scale = max(logits.abs().max().item(), values.abs().max().item(), 1.0)
+        if error > 1e-3 * scale:
+            logger.warning(
+                f"cache_frozen_blocks: {type(wrapper.policy).__name__} from cached hidden states differs from its full "
+                f"forward (max |Δ| = {error:.3g}); the PPO epochs run full forwards instead"
+            )
+            wrapper.cached_blocks = 0
 
     def _minibatches(self, rollout: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """All micro-batches of one update: per epoch a fresh shuffle into minibatches, each with its own GAE and
@@ -422,19 +452,24 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 advantages = whiten(advantages)
                 for part in range(0, size, micro):
                     rows = minibatch[part : part + micro]
-                    buffer.append({
+                    micro_batch = {
                         "input_ids": rollout["input_ids"][rows], "attention_mask": rollout["attention_mask"][rows],
                         "responses": rollout["responses"][rows], "old_logprobs": rollout["logprobs"][rows],
                         "old_values": rollout["values"][rows], "advantages": advantages[part : part + micro],
                         "returns": returns[part : part + micro],
-                    })
+                    }
+                    if "frozen_hidden" in rollout:  # the bottom blocks' output, reused by every epoch
+                        micro_batch["frozen_hidden"] = rollout["frozen_hidden"][rows]
+                    buffer.append(micro_batch)
         return buffer
 
     # ----- loss -----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         responses = inputs["responses"]
-        logits, vpred = model(inputs["input_ids"], inputs["attention_mask"], responses.shape[1])
+        logits, vpred = model(
+            inputs["input_ids"], inputs["attention_mask"], responses.shape[1], frozen_hidden=inputs.get("frozen_hidden")
+        )
         logprobs = logprobs_from_logits(logits, responses, self.temperature)
         pg_loss, pg_stats = policy_loss(logprobs, inputs["old_logprobs"], inputs["advantages"], self.args.cliprange)
         vf_loss, vf_stats = value_loss(vpred, inputs["old_values"], inputs["returns"], self.args.cliprange_value)
