@@ -237,17 +237,25 @@ def _frozen_bottom_llama(tokenizer):
     return policy
 
 
-def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tmp_path):
-    """The PPO epochs start at the first trainable block from the rollout's hidden states: same weights after
-    training as rerunning the frozen blocks every epoch."""
+@pytest.mark.parametrize("lora", [False, True])
+def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tmp_path, lora):
+    """The PPO epochs (and ρ's rollout forward) start at the first trainable block from the rollout's hidden states:
+    same KLs and weights after training as rerunning the frozen blocks. With LoRA on the top blocks only, ρ is the
+    policy with adapters off, whose bottom blocks are the policy's too."""
+    from peft import LoraConfig
+
     runs = {}
     for cache in (True, False):
+        extra = {}
+        if lora:
+            extra["peft_config"] = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                              layers_to_transform=[2, 3], task_type="CAUSAL_LM")
         trainer = make_trainer(tiny_tokenizer, tmp_path, name=f"cache-{cache}", model=_frozen_bottom_llama(tiny_tokenizer),
-                               cache_frozen_blocks=cache)
+                               cache_frozen_blocks=cache, **extra)
         trainer.train()
         wrapper = trainer.accelerator.unwrap_model(trainer.model)
         assert wrapper.cached_blocks == (2 if cache else 0)
-        assert ("frozen_hidden" in trainer._buffer[0]) == cache
+        assert ("rows" in trainer._buffer[0]) == cache == (trainer._frozen_hidden is not None)
         runs[cache] = (wrapper.state_dict(), [e["objective/kl"] for e in rollout_logs(trainer)])
     assert runs[True][1] == pytest.approx(runs[False][1], abs=1e-5)
     for name, weight in runs[True][0].items():
@@ -273,4 +281,12 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
         trainer.train()
     assert "differs from its full forward" in caplog.text and "run full forwards instead" in caplog.text
     assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0
-    assert "frozen_hidden" not in trainer._buffer[0]
+    assert "rows" not in trainer._buffer[0] and trainer._frozen_hidden is None
+
+
+@pytest.mark.parametrize("setting", [{"disable_dropout": False}, {"gradient_checkpointing": True},
+                                     {"cache_frozen_blocks": False}])
+def test_frozen_block_cache_is_off_where_it_would_not_be_exact(tiny_tokenizer, tmp_path, setting):
+    """Dropout makes the frozen blocks' output random; gradient checkpointing may need the embeddings' grad hook."""
+    trainer = make_trainer(tiny_tokenizer, tmp_path, model=_frozen_bottom_llama(tiny_tokenizer), **setting)
+    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0

@@ -85,7 +85,8 @@ class ZieglerPPOConfig(_BaseConfig):
         metadata={"help": "When the policy's bottom blocks are frozen (e.g. `freeze_bottom_layers`), the PPO epochs "
                   "start from the hidden states the rollout computed at the first trainable block instead of rerunning "
                   "the frozen blocks: same numbers, less compute. Checked once against a full forward (a warning and "
-                  "full forwards where an architecture differs). Off with dropout, DeepSpeed or FSDP."},
+                  "full forwards where an architecture differs). Off with dropout, gradient checkpointing, DeepSpeed or "
+                  "FSDP."},
     )
     save_merged_model: bool = field(
         default=False,

@@ -17,6 +17,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -36,7 +37,14 @@ from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
-from ..models import disable_dropout, frozen_bottom_count, load_policy, load_reward_model, load_tokenizer
+from ..models import (
+    blocks_from,
+    disable_dropout,
+    frozen_bottom_count,
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+)
 from ..reward.scoring import reward_sequence, score_sequences, score_texts
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
 from ..tasks import TaskSpec, format_query, get_task, truncate_responses
@@ -148,6 +156,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 self.ref_model = copy.deepcopy(policy)
         else:
             self.ref_model = load_policy(ref_model, tokenizer) if isinstance(ref_model, str) else ref_model
+        # ρ made here from the policy (a copy, or the base under LoRA) shares its frozen bottom blocks' output.
+        self._ref_is_policy_copy = ref_model is None and not is_deepspeed_zero3_enabled()
         if isinstance(value_model, str):
             value_model = load_policy(value_model, tokenizer)
         self.reward_model = load_reward_model(reward_model, tokenizer) if isinstance(reward_model, str) else reward_model
@@ -196,10 +206,13 @@ class ZieglerPPOTrainer(_BaseTrainer):
         self._window = {"episodes": 0, "start": time.perf_counter()}  # episodes/s between logs
 
         wrapper = self.accelerator.unwrap_model(self.model)
+        # Not with sharded weights, nor with gradient checkpointing (it may need inputs that require grad, which the
+        # skipped embeddings' hook would have set; and it trades memory for compute, the cache the other way).
         sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled
-        if args.cache_frozen_blocks and args.disable_dropout and not sharded:
+        if args.cache_frozen_blocks and args.disable_dropout and not (sharded or args.gradient_checkpointing):
             wrapper.cached_blocks = frozen_bottom_count(wrapper.policy)
         self._block_cache_checked = False
+        self._frozen_hidden: torch.Tensor | None = None  # of the current rollout: [local batch, L, d]
 
         self._check_kl_penalty_sign()
         if eval_labels is not None:
@@ -306,18 +319,24 @@ class ZieglerPPOTrainer(_BaseTrainer):
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as wrapper:
             yield wrapper.policy
 
-    def _forward_reference(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits of ρ over the response positions (the policy with LoRA adapters off, under PEFT)."""
-        kwargs = {
-            "input_ids": input_ids, "attention_mask": attention_mask,
-            "position_ids": position_ids_from_mask(attention_mask),
-            "logits_to_keep": self.response_length + 1, "use_cache": False,
-        }
-        if self.ref_model is not None:
-            return self.ref_model(**kwargs).logits[:, :-1]
-        policy = self.accelerator.unwrap_model(self.model).policy
-        with policy.disable_adapter():
-            return policy(**kwargs).logits[:, :-1]
+    def _forward_reference(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frozen_hidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits of ρ over the response positions (the policy with LoRA adapters off, under PEFT). `frozen_hidden`:
+        the policy's hidden states entering its first trainable block, which are ρ's too when ρ is the policy's copy
+        (or the policy without adapters): ρ then starts there."""
+        wrapper = self.accelerator.unwrap_model(self.model)
+        model = self.ref_model if self.ref_model is not None else wrapper.policy
+        inputs = {"input_ids": input_ids} if frozen_hidden is None else {"inputs_embeds": frozen_hidden}
+        with contextlib.ExitStack() as stack:
+            if frozen_hidden is not None:
+                stack.enter_context(blocks_from(model, wrapper.cached_blocks))
+            if self.ref_model is None:
+                stack.enter_context(model.disable_adapter())
+            return model(
+                **inputs, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
+                logits_to_keep=self.response_length + 1, use_cache=False,
+            ).logits[:, :-1]
 
     def _score(self, reward_ids: list[list[int]], responses: torch.Tensor) -> torch.Tensor:
         """r(x, y) of truncated responses; reward models read query content ‖ response without pads."""
@@ -364,7 +383,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 logprobs.append(logprobs_from_logits(logits, responses[chunk], self.temperature))
                 values.append(chunk_values)
                 frozen_hidden += hidden
-                ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk])
+                shared_bottom = hidden[0] if hidden and self._ref_is_policy_copy else None
+                ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk], shared_bottom)
                 ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
             logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
 
@@ -421,7 +441,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         return rollout
 
     @torch.no_grad()
-    def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """Once per run: the forward from cached hidden states must reproduce the full forward, else run full ones."""
         self._block_cache_checked = True
         logits, values, hidden = wrapper(input_ids, attention_mask, self.response_length, return_frozen_hidden=True)
@@ -441,6 +461,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         args = self.args
         size = args.local_rollout_batch_size // args.num_mini_batches
         micro = args.per_device_train_batch_size
+        self._frozen_hidden = rollout.get("frozen_hidden")  # the frozen bottom blocks' output, for every epoch
         buffer = []
         for _ in range(args.num_ppo_epochs):
             order = torch.randperm(args.local_rollout_batch_size, device=rollout["rewards"].device)
@@ -458,8 +479,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                         "old_values": rollout["values"][rows], "advantages": advantages[part : part + micro],
                         "returns": returns[part : part + micro],
                     }
-                    if "frozen_hidden" in rollout:  # the bottom blocks' output, reused by every epoch
-                        micro_batch["frozen_hidden"] = rollout["frozen_hidden"][rows]
+                    if self._frozen_hidden is not None:  # sliced in compute_loss: no copy per epoch held here
+                        micro_batch["rows"] = rows
                     buffer.append(micro_batch)
         return buffer
 
@@ -467,8 +488,9 @@ class ZieglerPPOTrainer(_BaseTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         responses = inputs["responses"]
+        frozen_hidden = self._frozen_hidden[inputs["rows"]] if "rows" in inputs else None
         logits, vpred = model(
-            inputs["input_ids"], inputs["attention_mask"], responses.shape[1], frozen_hidden=inputs.get("frozen_hidden")
+            inputs["input_ids"], inputs["attention_mask"], responses.shape[1], frozen_hidden=frozen_hidden
         )
         logprobs = logprobs_from_logits(logits, responses, self.temperature)
         pg_loss, pg_stats = policy_loss(logprobs, inputs["old_logprobs"], inputs["advantages"], self.args.cliprange)
