@@ -24,6 +24,7 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
         f"policy_model: {tiny_model_dir}\nreward_scorer: vader\ndataset: {data}\ntask: sentiment\n"
         f"output_dir: {tmp_path / 'out'}\nper_device_train_batch_size: 2\nnum_ppo_epochs: 2\ntotal_episodes: 12\n"
         "response_length: 20\nsave_steps: 2\nreport_to: none\nlog_completions: false\nkl_horizon: 8\nkl_target: 0.01\n"
+        "trainable_top_layers: 1\n"  # the bottom block frozen: the PPO epochs and ρ reuse its output under DDP
     )
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launcher = [str(ACCELERATE), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -37,6 +38,7 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
     assert state["global_step"] == 6
     beta = 0.15
     for entry in [e for e in state["log_history"] if "objective/kl" in e]:
+        assert entry["ppo/cached_frozen_blocks"] == 1
         assert entry["objective/kl_coef"] == pytest.approx(beta)
         beta *= 1 + min(max(entry["objective/kl"] / 0.01 - 1, -0.2), 0.2) * 4 / 8
     assert json.loads((out / "checkpoint-6" / "kl_controller.json").read_text())["value"] == pytest.approx(beta)

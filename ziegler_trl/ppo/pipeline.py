@@ -10,6 +10,7 @@ from trl import ModelConfig, TrlParser
 from trl.trainer.utils import get_peft_config
 
 from ..labeling import sentiment_reward
+from ..models import freeze_bottom_layers, load_policy, load_tokenizer
 from ..tasks import load_task_texts
 from .config import ZieglerPPOConfig
 from .trainer import ZieglerPPOTrainer
@@ -42,6 +43,12 @@ class PolicyScriptArguments:
         metadata={"help": "JSONL of held-out comparisons (prompt, completions, best): before training the reward "
                   "must agree with them above chance."},
     )
+    trainable_top_layers: int | None = field(
+        default=None,
+        metadata={"help": "Train only the policy's top N transformer blocks and its head (a CPU compute knob; the "
+                  "PPO epochs then skip the frozen blocks, see cache_frozen_blocks; not under ZeRO-3). None: train "
+                  "everything (the paper)."},
+    )
 
 
 # Built-in scorers usable instead of a reward model (`reward_fn(prompts, completions) -> list[float]`).
@@ -67,9 +74,15 @@ def train_policy(
     if script_args.reward_scorer is not None and script_args.reward_scorer not in SCORERS:
         raise ValueError(f"Unknown reward_scorer {script_args.reward_scorer!r}; choose one of {sorted(SCORERS)}")
     eval_labels = load_dataset("json", data_files=script_args.eval_labels, split="train") if script_args.eval_labels else None
+    policy, tokenizer = script_args.policy_model, None
+    if script_args.trainable_top_layers is not None:
+        tokenizer = load_tokenizer(policy)
+        policy = load_policy(policy, tokenizer)
+        freeze_bottom_layers(policy, script_args.trainable_top_layers)
     trainer = ZieglerPPOTrainer(
-        script_args.policy_model,
+        policy,
         training_args,
+        processing_class=tokenizer,
         train_dataset=load_training_data(script_args, training_args),
         reward_model=script_args.reward_model,
         reward_fn=SCORERS[script_args.reward_scorer] if script_args.reward_scorer else None,

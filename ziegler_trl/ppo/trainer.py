@@ -421,6 +421,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
             "objective/kl": mean_kl, "objective/kl_coef": kl_coef, "objective/entropy": neg_logp,
             "objective/scores": mean_score, "objective/score_total": score_total,
             "objective/valid_fraction": valid_frac, "ppo/val/mean": mean_value,
+            "ppo/cached_frozen_blocks": wrapper.cached_blocks,  # > 0: the epochs skip these blocks
         }
         for key, value in metrics.items():
             self._metrics[key].append(value)
