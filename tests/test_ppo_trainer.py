@@ -38,7 +38,7 @@ def make_trainer(tokenizer, tmp_path, name="ppo", model=None, reward_fn=length_r
         "log_completions": False, "disable_tqdm": True,
     }
     config.update(overrides)
-    trainer_kwargs = {k: config.pop(k) for k in ("ref_model", "peft_config", "eval_labels") if k in config}
+    trainer_kwargs = {k: config.pop(k) for k in ("ref_model", "peft_config", "eval_labels", "value_model") if k in config}
     return ZieglerPPOTrainer(
         model if model is not None else tiny_llama(tokenizer), ZieglerPPOConfig(**config),
         train_dataset=dataset if dataset is not None else Dataset.from_dict({"prompt": PROMPTS}),
@@ -237,17 +237,19 @@ def _frozen_bottom_llama(tokenizer):
     return policy
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tmp_path, lora):
+@pytest.mark.parametrize("variant", ["top_blocks", "lora", "separate_value"])
+def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tmp_path, variant):
     """The PPO epochs (and ρ's rollout forward) start at the first trainable block from the rollout's hidden states:
     same KLs and weights after training as rerunning the frozen blocks. With LoRA on the top blocks only, ρ is the
-    policy with adapters off, whose bottom blocks are the policy's too."""
+    policy with adapters off, whose bottom blocks are the policy's too; a separate value trunk runs whole."""
     from peft import LoraConfig
 
     runs = {}
     for cache in (True, False):
         extra = {}
-        if lora:
+        if variant == "separate_value":
+            extra["value_model"] = tiny_llama(tiny_tokenizer, seed=1)
+        if variant == "lora":
             extra["peft_config"] = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                               layers_to_transform=[2, 3], task_type="CAUSAL_LM")
         trainer = make_trainer(tiny_tokenizer, tmp_path, name=f"cache-{cache}", model=_frozen_bottom_llama(tiny_tokenizer),
