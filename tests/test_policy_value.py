@@ -98,7 +98,8 @@ def test_frozen_bottom_count_needs_everything_below_frozen(tiny_tokenizer):
     from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=16, n_layer=3, n_head=2, n_positions=64))
-    freeze_bottom_layers(gpt2, 1)  # freezes the token embeddings, not the position embeddings (they feed block 0)
-    assert frozen_bottom_count(gpt2) == 0
-    gpt2.transformer.wpe.requires_grad_(False)
+    freeze_bottom_layers(gpt2, 1)  # the token and the position embeddings too: both feed block 0
+    assert not gpt2.transformer.wpe.weight.requires_grad
     assert frozen_bottom_count(gpt2) == 2
+    gpt2.transformer.wpe.requires_grad_(True)  # a trained input below the blocks: their output would change
+    assert frozen_bottom_count(gpt2) == 0

@@ -276,7 +276,6 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
         pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=None,
     ))
     freeze_bottom_layers(gpt2, 1)
-    gpt2.transformer.wpe.requires_grad_(False)
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=gpt2, total_episodes=4)
     assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 2
     with caplog.at_level("WARNING"):

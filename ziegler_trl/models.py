@@ -238,21 +238,26 @@ def transformer_layers(model: nn.Module) -> nn.ModuleList:
     return getattr(owner, name)
 
 
-def frozen_bottom_count(model: nn.Module) -> int:
-    """How many leading transformer blocks have no trainable parameter, provided nothing before them trains either
-    (input embeddings, and the modules registered before the blocks, e.g. GPT-2's position embeddings; else 0): for
-    a given input their output never changes during training."""
+def _below_blocks(model: nn.Module) -> list[nn.Module]:
+    """What feeds the first block: the input embeddings and the trunk's modules registered before the blocks
+    (e.g. GPT-2's position embeddings)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     owner, name = _blocks_owner(model)
-    before = []
+    before = [base.get_input_embeddings()]
     for child_name, child in owner.named_children():
         if child_name == name:
             break
         before.append(child)
-    if any(p.requires_grad for m in (base.get_input_embeddings(), *before) for p in m.parameters()):
+    return before
+
+
+def frozen_bottom_count(model: nn.Module) -> int:
+    """How many leading transformer blocks have no trainable parameter, provided nothing below them trains either
+    (else 0): for a given input their output never changes during training."""
+    if any(p.requires_grad for module in _below_blocks(model) for p in module.parameters()):
         return 0
     count = 0
-    for layer in getattr(owner, name):
+    for layer in transformer_layers(model):
         if any(p.requires_grad for p in layer.parameters()):
             break
         count += 1
@@ -278,12 +283,13 @@ def freeze_bottom_layers(model: nn.Module, trainable_top_layers: int) -> int:
     """Train only the top `trainable_top_layers` blocks (plus final norm and heads); return the frozen count.
 
     A compute knob for CPU runs, not the paper's setting (which trains every weight): backward stops at the first
-    trainable block. Embeddings are frozen too (they are tied to the LM head in small models).
+    trainable block. What feeds the blocks is frozen too: the embeddings (tied to the LM head in small models) and,
+    e.g., GPT-2's position embeddings.
     """
     layers = transformer_layers(model)
     n_frozen = max(0, len(layers) - trainable_top_layers)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.get_input_embeddings().requires_grad_(False)
+    for module in _below_blocks(model):
+        module.requires_grad_(False)
     for layer in layers[:n_frozen]:
         layer.requires_grad_(False)
     return n_frozen
