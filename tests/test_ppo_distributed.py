@@ -21,7 +21,8 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
     data.write_text("\n".join(json.dumps({"text": f"{text} Day {i}."}) for i in range(16)))
     config = tmp_path / "ppo.yaml"
     config.write_text(
-        f"policy_model: {tiny_model_dir}\nreward_scorer: vader\ndataset: {data}\ntask: sentiment\n"
+        # the reward model: a classifier on ρ's own trunk, so it also starts from the policy's cached block output
+        f"policy_model: {tiny_model_dir}\nreward_model: {tiny_model_dir}\ndataset: {data}\ntask: sentiment\n"
         f"output_dir: {tmp_path / 'out'}\nper_device_train_batch_size: 2\nnum_ppo_epochs: 2\ntotal_episodes: 12\n"
         "response_length: 20\nsave_steps: 2\nreport_to: none\nlog_completions: false\nkl_horizon: 8\nkl_target: 0.01\n"
         "trainable_top_layers: 1\n"  # the bottom block frozen: the PPO epochs and ρ reuse its output under DDP
@@ -38,7 +39,7 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
     assert state["global_step"] == 6
     beta = 0.15
     for entry in [e for e in state["log_history"] if "objective/kl" in e]:
-        assert entry["ppo/cached_frozen_blocks"] == 1
+        assert entry["ppo/cached_frozen_blocks"] == entry["ppo/reward_cached_blocks"] == 1
         assert entry["objective/kl_coef"] == pytest.approx(beta)
         beta *= 1 + min(max(entry["objective/kl"] / 0.01 - 1, -0.2), 0.2) * 4 / 8
     assert json.loads((out / "checkpoint-6" / "kl_controller.json").read_text())["value"] == pytest.approx(beta)

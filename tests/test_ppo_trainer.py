@@ -38,7 +38,9 @@ def make_trainer(tokenizer, tmp_path, name="ppo", model=None, reward_fn=length_r
         "log_completions": False, "disable_tqdm": True,
     }
     config.update(overrides)
-    trainer_kwargs = {k: config.pop(k) for k in ("ref_model", "peft_config", "eval_labels", "value_model") if k in config}
+    trainer_kwargs = {
+        k: config.pop(k) for k in ("ref_model", "peft_config", "eval_labels", "value_model", "reward_model") if k in config
+    }
     return ZieglerPPOTrainer(
         model if model is not None else tiny_llama(tokenizer), ZieglerPPOConfig(**config),
         train_dataset=dataset if dataset is not None else Dataset.from_dict({"prompt": PROMPTS}),
@@ -283,6 +285,94 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
     assert "differs from its full forward" in caplog.text and "run full forwards instead" in caplog.text
     assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0
     assert "rows" not in trainer._buffer[0] and trainer._frozen_hidden is None
+
+
+def _reward_model_sharing_bottom(tokenizer, policy, **config):
+    """A reward model whose embeddings and bottom 2 blocks are `policy`'s (trained from ρ with them frozen), with
+    its own top blocks and head."""
+    from tests.conftest import tiny_config
+    from transformers import LlamaForSequenceClassification
+
+    torch.manual_seed(1)
+    reward_model = LlamaForSequenceClassification(tiny_config(tokenizer, num_hidden_layers=4, num_labels=1, **config))
+    reward_model.model.load_state_dict(policy.model.state_dict())
+    with torch.no_grad():
+        for param in reward_model.model.layers[2:].parameters():
+            param.add_(0.1 * torch.randn_like(param))
+        reward_model.score.weight.mul_(100.0)  # scores of order 1, as a normalised reward model's
+    return reward_model
+
+
+def test_reward_model_with_the_policys_frozen_bottom_scores_from_the_cache_exactly(tiny_tokenizer, tmp_path):
+    """A reward model sharing the policy's frozen bottom blocks starts from the rollout's cached hidden states: the
+    same scores, KLs and weights as scoring it whole."""
+    runs = {}
+    for cache in (True, False):
+        policy = _frozen_bottom_llama(tiny_tokenizer)
+        trainer = make_trainer(tiny_tokenizer, tmp_path, name=f"rm-cache-{cache}", model=policy, reward_fn=None,
+                               reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy),
+                               cache_frozen_blocks=cache)
+        trainer.train()
+        logs = rollout_logs(trainer)
+        assert [e["ppo/reward_cached_blocks"] for e in logs] == [2 if cache else 0] * len(logs)
+        runs[cache] = (trainer.accelerator.unwrap_model(trainer.model).state_dict(),
+                       [e[key] for e in logs for key in ("objective/scores", "objective/kl")])
+    assert runs[True][1] == pytest.approx(runs[False][1], abs=1e-5)
+    for name, weight in runs[True][0].items():
+        torch.testing.assert_close(weight, runs[False][0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_reward_from_the_cache_reads_each_truncated_response_at_its_last_token(tiny_tokenizer, tmp_path):
+    from ziegler_trl.sampling import generate_responses
+
+    policy = _frozen_bottom_llama(tiny_tokenizer)
+    trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, response_length=8,
+                           reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy))
+    assert trainer._reward_cached_blocks == 2
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    pad = tiny_tokenizer.pad_token_id
+    torch.manual_seed(0)
+    responses = generate_responses(policy, [r["query_ids"] for r in rows], trainer.sampling_task, pad)
+    responses[responses == pad] = 5  # no pad sampled inside a response
+    truncated = responses.clone()
+    for row, length in enumerate([8, 3, 0, 5]):  # whole, cut, empty (the query alone is scored), cut
+        truncated[row, length:] = pad
+    query_ids, query_mask = pad_left([r["query_ids"] for r in rows], pad)
+    input_ids = torch.cat([query_ids, responses], dim=1)
+    attention_mask = torch.cat([query_mask, torch.ones_like(responses)], dim=1)
+    with torch.no_grad():
+        *_, hidden = trainer.model(input_ids, attention_mask, 8, return_frozen_hidden=True)
+        lengths = trainer._rollout_layout_lengths(rows, responses, truncated)
+        assert lengths.tolist() == [8, 3, 0, 5]
+        cached = trainer._score_from_frozen_hidden(hidden, attention_mask, lengths)
+    full = trainer._score([r["reward_ids"] for r in rows], truncated)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+    assert len(set(full.tolist())) == 4
+
+    inner_pad = truncated.clone()
+    inner_pad[1, 1] = pad  # the reward model's sequence drops it: not the rollout's layout
+    assert trainer._rollout_layout_lengths(rows, responses, inner_pad) is None
+    prefixed = [{**r, "reward_ids": r["reward_ids"][1:]} for r in rows]  # e.g. a task prefix
+    assert trainer._rollout_layout_lengths(prefixed, responses, truncated) is None
+
+
+def test_reward_model_with_other_bottom_blocks_or_outputs_is_scored_whole(tiny_tokenizer, tmp_path, caplog):
+    policy = _frozen_bottom_llama(tiny_tokenizer)
+    other = _reward_model_sharing_bottom(tiny_tokenizer, policy)
+    with torch.no_grad():
+        other.model.layers[1].mlp.up_proj.weight.add_(0.01)
+    trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, reward_model=other)
+    assert trainer._reward_cached_blocks == 0
+
+    # Same weights but another norm epsilon: the hidden states differ, which only the first rollout's check sees.
+    policy = _frozen_bottom_llama(tiny_tokenizer)
+    trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, total_episodes=8,
+                           reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy, rms_norm_eps=0.5))
+    assert trainer._reward_cached_blocks == 2
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert "scores differently from its own forward" in caplog.text and "it runs whole instead" in caplog.text
+    assert [e["ppo/reward_cached_blocks"] for e in rollout_logs(trainer)] == [0, 0]
 
 
 @pytest.mark.parametrize("setting", [{"disable_dropout": False}, {"gradient_checkpointing": True},

@@ -84,7 +84,9 @@ class ZieglerPPOConfig(_BaseConfig):
         default=True,
         metadata={"help": "When the policy's bottom blocks are frozen (e.g. `freeze_bottom_layers`), the PPO epochs "
                   "start from the hidden states the rollout computed at the first trainable block instead of rerunning "
-                  "the frozen blocks: same numbers, less compute. Checked once against a full forward (a warning and "
+                  "the frozen blocks: same numbers, less compute. So do ρ's rollout forward when ρ is the policy's copy, "
+                  "and the reward model's when its embeddings and bottom blocks are the policy's frozen ones (e.g. a "
+                  "head-only reward model trained from ρ). Each checked once against a full forward (a warning and "
                   "full forwards where an architecture differs). Off with dropout, gradient checkpointing, DeepSpeed or "
                   "FSDP."},
     )

@@ -44,6 +44,8 @@ from ..models import (
     load_policy,
     load_reward_model,
     load_tokenizer,
+    score_head,
+    shares_bottom_blocks,
 )
 from ..reward.scoring import reward_sequence, score_sequences, score_texts
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
@@ -212,6 +214,14 @@ class ZieglerPPOTrainer(_BaseTrainer):
         if args.cache_frozen_blocks and args.disable_dropout and not (sharded or args.gradient_checkpointing):
             wrapper.cached_blocks = frozen_bottom_count(wrapper.policy)
         self._block_cache_checked = False
+        # A reward model trained from ρ with those blocks frozen too (the quickstart's head-only one) reads the same
+        # hidden states there: it starts from the policy's as well (checked on the first rollout, like the policy).
+        shared = self.reward_model is not None and wrapper.cached_blocks > 0
+        self._reward_cached_blocks = (
+            wrapper.cached_blocks
+            if shared and shares_bottom_blocks(wrapper.policy, self.reward_model, wrapper.cached_blocks) else 0
+        )
+        self._reward_cache_checked = False
         self._frozen_hidden: torch.Tensor | None = None  # of the current rollout: [local batch, L, d]
 
         self._check_kl_penalty_sign()
@@ -387,13 +397,22 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk], shared_bottom)
                 ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
             logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+            frozen_hidden = torch.cat(frozen_hidden) if frozen_hidden else None
 
             if self.task is not None:
                 truncated, valid = truncate_responses(responses.cpu(), self.task, self.processing_class)
             else:
                 truncated, valid = responses.cpu(), torch.ones(len(rows), dtype=torch.bool)
             reward_ids = [row["reward_ids"] for row in rows]
-            raw_scores = self._score(reward_ids, truncated).to(device)
+            lengths = None
+            if frozen_hidden is not None and self._reward_cached_blocks:
+                lengths = self._rollout_layout_lengths(rows, responses, truncated)
+            if lengths is None:
+                raw_scores = self._score(reward_ids, truncated).to(device)
+            else:
+                raw_scores = self._score_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
+                if not self._reward_cache_checked:
+                    raw_scores = self._check_reward_cache(self._score(reward_ids, truncated).to(device), raw_scores)
         penalty = self.task.penalty_reward if self.task is not None else 0.0
         scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, penalty))
 
@@ -422,6 +441,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
             "objective/scores": mean_score, "objective/score_total": score_total,
             "objective/valid_fraction": valid_frac, "ppo/val/mean": mean_value,
             "ppo/cached_frozen_blocks": wrapper.cached_blocks,  # > 0: the epochs skip these blocks
+            "ppo/reward_cached_blocks": self._reward_cached_blocks if lengths is not None else 0,
         }
         for key, value in metrics.items():
             self._metrics[key].append(value)
@@ -437,9 +457,58 @@ class ZieglerPPOTrainer(_BaseTrainer):
             "input_ids": input_ids, "attention_mask": attention_mask, "responses": responses,
             "logprobs": logprobs, "values": values, "rewards": rewards,
         }
-        if frozen_hidden:
-            rollout["frozen_hidden"] = torch.cat(frozen_hidden)
+        if frozen_hidden is not None:
+            rollout["frozen_hidden"] = frozen_hidden
         return rollout
+
+    def _rollout_layout_lengths(
+        self, rows: list[dict], responses: torch.Tensor, truncated: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Lengths of the truncated responses when what the reward model reads (query content ‖ truncated response
+        without pads, `reward_sequence`) is exactly the start of every rollout row; else None."""
+        if any(list(row["reward_ids"]) != list(row["query_ids"]) for row in rows):
+            return None  # a task prefix or suffix: the reward model reads other tokens
+        kept = truncated != self.processing_class.pad_token_id
+        lengths = kept.sum(dim=1)
+        prefix = torch.arange(truncated.shape[1]) < lengths[:, None]
+        if not torch.equal(kept, prefix) or not torch.equal(truncated[prefix], responses.cpu()[prefix]):
+            return None  # a pad token sampled inside a response: the reward model's sequence drops it
+        return lengths
+
+    def _score_from_frozen_hidden(
+        self, frozen_hidden: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """r(x, y) from the policy's hidden states entering block n, the reward model's too (same bottom blocks):
+        it runs its blocks n.. over the rollout rows, and its head reads each truncated response's last token (by
+        causality nothing after it counts)."""
+        model = self.reward_model
+        last = attention_mask.shape[1] - self.response_length - 1 + lengths.to(attention_mask.device)
+        scores = []
+        with blocks_from(model, self._reward_cached_blocks):
+            for start in range(0, len(lengths), self.args.rollout_forward_batch_size):
+                chunk = slice(start, start + self.args.rollout_forward_batch_size)
+                mask = attention_mask[chunk]
+                hidden = model.base_model(
+                    inputs_embeds=frozen_hidden[chunk], attention_mask=mask,
+                    position_ids=position_ids_from_mask(mask), use_cache=False,
+                ).last_hidden_state
+                picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last[chunk]]
+                scores.append(score_head(model)(picked).squeeze(-1).float())
+        return torch.cat(scores)
+
+    def _check_reward_cache(self, full: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
+        """Once per run: the reward model from cached hidden states must score like its own forward, else it runs
+        whole from now on. Returns the scores to use."""
+        self._reward_cache_checked = True
+        error, scale = (full - cached).abs().max().item(), max(full.abs().max().item(), 1.0)
+        if error > 1e-3 * scale:
+            logger.warning(
+                f"cache_frozen_blocks: the reward model ({type(self.reward_model).__name__}) from the policy's cached "
+                f"hidden states scores differently from its own forward (max |Δ| = {error:.3g}); it runs whole instead"
+            )
+            self._reward_cached_blocks = 0
+            return full
+        return cached
 
     @torch.no_grad()
     def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor):
