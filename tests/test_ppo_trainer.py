@@ -229,8 +229,9 @@ def test_lora_policy_saved_merged_while_checkpoints_keep_adapters(tiny_tokenizer
 
 
 def _frozen_bottom_llama(tokenizer):
-    from tests.conftest import tiny_config
     from transformers import LlamaForCausalLM
+
+    from tests.conftest import tiny_config
     from ziegler_trl.models import freeze_bottom_layers
 
     torch.manual_seed(0)
@@ -270,6 +271,7 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
     """GPT-2 adds position embeddings to `inputs_embeds`, so the cached hidden states would be shifted: the first
     rollout's check finds it, warns, and the run trains with full forwards."""
     from transformers import GPT2Config, GPT2LMHeadModel
+
     from ziegler_trl.models import freeze_bottom_layers
 
     torch.manual_seed(0)
@@ -290,8 +292,9 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
 def _reward_model_sharing_bottom(tokenizer, policy, **config):
     """A reward model whose embeddings and bottom 2 blocks are `policy`'s (trained from ρ with them frozen), with
     its own top blocks and head."""
-    from tests.conftest import tiny_config
     from transformers import LlamaForSequenceClassification
+
+    from tests.conftest import tiny_config
 
     torch.manual_seed(1)
     reward_model = LlamaForSequenceClassification(tiny_config(tokenizer, num_hidden_layers=4, num_labels=1, **config))
