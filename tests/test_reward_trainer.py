@@ -175,3 +175,131 @@ def test_lora_reward_stage_saves_merged_or_adapters(tmp_path, tiny_model_dir, ti
     assert not any("lora" in name for name, _ in reloaded.named_parameters())
     scores = score_texts(reloaded, tiny_tokenizer, *rho)  # the merged model keeps the normalisation on ρ
     assert abs(scores.mean().item()) < 1e-4 and abs(scores.std(unbiased=False).item() - 1) < 1e-3
+
+
+def _frozen_trunk_model(tokenizer, trainable_top_layers: int = 0, **overrides):
+    """A tiny Llama reward model whose blocks (and embeddings) are frozen: only the final norm and head train."""
+    from transformers import LlamaForSequenceClassification
+
+    from tests.conftest import tiny_config
+    from ziegler_trl.models import freeze_bottom_layers, init_reward_head
+
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(tiny_config(tokenizer, num_hidden_layers=3, num_labels=1, **overrides))
+    init_reward_head(model.score)
+    freeze_bottom_layers(model, trainable_top_layers)
+    return model
+
+
+def _varied_prompts(dataset: Dataset) -> Dataset:
+    """Prompts of different lengths, so the shared-prompt layout left-pads them."""
+    return dataset.map(lambda row, i: {"prompt": "The dog ran. " * (1 + i % 3) + row["prompt"]}, with_indices=True)
+
+
+def _count_calls(module: torch.nn.Module) -> list[int]:
+    calls = [0]
+    module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("share_prompt", [True, False])
+def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(tmp_path, tiny_tokenizer, share_prompt):
+    results = {}
+    for cache in (True, False):
+        model = _frozen_trunk_model(tiny_tokenizer)
+        trainer = BestOfKRewardTrainer(
+            model, args=config(tmp_path, cache_frozen_trunk=cache, share_prompt_forward=share_prompt),
+            train_dataset=_varied_prompts(comparisons(6)), processing_class=tiny_tokenizer,
+        )
+        assert (trainer._trunk_cache is not None) == cache
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+        block_calls, calls_after = _count_calls(model.model.layers[-1]), []
+        for _ in range(2):  # with the cache, the first call fills it and the second only reads it
+            model.zero_grad()
+            loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
+            loss.backward()
+            calls_after.append(block_calls[0])
+        assert calls_after[1] == (1 if cache else 2) * calls_after[0]
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+        results[cache] = (outputs["rewards"].detach(), loss.detach(), grads)
+    (rewards, loss, grads), (full_rewards, full_loss, full_grads) = results[True], results[False]
+    assert sorted(grads) == ["model.norm.weight", "score.weight"]
+    torch.testing.assert_close(rewards, full_rewards, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _train_frozen_trunk(tmp_path, tokenizer, model, cache: bool, **overrides) -> tuple[BestOfKRewardTrainer, int]:
+    """3 shuffled epochs of 4 batches; returns the trainer and how often the last block ran."""
+    from ziegler_trl.models import transformer_layers
+
+    args = config(tmp_path, cache_frozen_trunk=cache, max_steps=-1, num_train_epochs=3, learning_rate=1e-2, **overrides)
+    trainer = BestOfKRewardTrainer(model, args=args, train_dataset=_varied_prompts(comparisons(16)),
+                                   processing_class=tokenizer)
+    block_calls = _count_calls(transformer_layers(model)[-1])
+    trainer.train()
+    return trainer, block_calls[0]
+
+
+@pytest.mark.parametrize("layout", [{"share_prompt_forward": True},
+                                    {"share_prompt_forward": False, "gradient_checkpointing": True}])
+def test_frozen_trunk_cache_trains_like_full_forwards_with_one_trunk_forward_per_completion(
+    tmp_path, tiny_tokenizer, layout
+):
+    runs = {}
+    for cache in (True, False):
+        trainer, block_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, _frozen_trunk_model(tiny_tokenizer), cache,
+                                                   **layout)
+        assert (trainer._trunk_cache is not None) == cache
+        if cache:  # one state per distinct prompt ‖ completion
+            dataset = trainer.train_dataset
+            distinct = {tuple(row["prompt_ids"] + ids) for row in dataset for ids in row["completion_ids"]}
+            assert len(trainer._trunk_cache.hidden) == len(distinct)
+        trained = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+        runs[cache] = (trained, block_calls)
+    (weights, calls), (full_weights, full_calls) = runs[True], runs[False]
+    assert calls * 3 == full_calls  # the trunk ran in the first epoch only
+    for name, weight in weights.items():
+        torch.testing.assert_close(weight, full_weights[name], rtol=1e-5, atol=1e-5, msg=name)
+    assert not torch.equal(weights["score.weight"], _frozen_trunk_model(tiny_tokenizer).score.weight)
+
+
+@pytest.mark.parametrize("setting", ["a_block_trains", "attention_dropout", "off"])
+def test_frozen_trunk_cache_is_off_where_the_trunk_output_could_change(tmp_path, tiny_tokenizer, setting):
+    model = {
+        "a_block_trains": lambda: _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=1),
+        "attention_dropout": lambda: _frozen_trunk_model(tiny_tokenizer, attention_dropout=0.1),
+        "off": lambda: _frozen_trunk_model(tiny_tokenizer),
+    }[setting]()
+    trainer = BestOfKRewardTrainer(model, args=config(tmp_path, cache_frozen_trunk=setting != "off"),
+                                   train_dataset=comparisons(4), processing_class=tiny_tokenizer)
+    assert trainer._trunk_cache is None
+
+
+def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_differs(tmp_path, tiny_tokenizer, caplog):
+    """GPT-2 adds its position embedding to `inputs_embeds`, so its head would score shifted states: the first
+    batch's check finds it, warns, and the run trains with full forwards."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from ziegler_trl.models import freeze_bottom_layers
+
+    def gpt2():
+        torch.manual_seed(0)
+        model = GPT2ForSequenceClassification(GPT2Config(
+            vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128, num_labels=1,
+            pad_token_id=tiny_tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        ))
+        freeze_bottom_layers(model, 0)
+        return model
+
+    with caplog.at_level("WARNING"):
+        trainer, calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, gpt2(), cache=True)
+    assert "GPT2ForSequenceClassification scored from its cached last-block states differs" in caplog.text
+    assert trainer._trunk_cache is None
+    full_trainer, full_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, gpt2(), cache=False)
+    assert calls == full_calls + 2  # + the first batch's filling forward (prompts, then completions)
+    full_weights = dict(full_trainer.model.named_parameters())
+    for name, weight in trainer.model.named_parameters():
+        if weight.requires_grad:
+            torch.testing.assert_close(weight, full_weights[name], rtol=1e-5, atol=1e-5, msg=name)

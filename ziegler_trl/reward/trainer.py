@@ -3,7 +3,8 @@
 TRL's RewardTrainer learns from (chosen, rejected) pairs. The paper's labels are "the best of K": this trainer
 keeps TRL's model set-up, PEFT, logging and checkpointing and changes only what the data and loss need:
 `_prepare_dataset` (tokenize K completions per prompt), the collator (B·K sequences in one forward), and
-`compute_loss` (softmax over the K scores, eq. 1; or InstructGPT's ranking loss).
+`compute_loss` (softmax over the K scores, eq. 1; or InstructGPT's ranking loss). With a frozen trunk, the
+trunk's output is computed once per completion (`FrozenTrunkCache`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.data.data_collator import DataCollatorMixin
 from transformers.utils import logging
@@ -20,7 +22,14 @@ from trl import RewardConfig, RewardTrainer
 from trl.data_utils import is_conversational
 
 from ..adapters import check_merge_supported, is_peft_model, merged_copy
-from ..models import ensure_pad_token, load_reward_model, load_tokenizer
+from ..models import (
+    blocks_from,
+    ensure_pad_token,
+    frozen_bottom_count,
+    load_reward_model,
+    load_tokenizer,
+    transformer_layers,
+)
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 from ..sampling import pad_left
 from .labels import validate_label_rows
@@ -74,6 +83,17 @@ class BestOfKRewardConfig(RewardConfig):
         default=True,
         metadata={"help": "Encode each prompt once and score its K completions on the prompt's KV cache (decoder "
                   "models). Same rewards, K-fold less prompt compute. Off: K full prompt ‖ completion forwards."},
+    )
+    cache_frozen_trunk: bool = field(
+        default=True,
+        metadata={"help": "When nothing up to and including the last transformer block trains (e.g. "
+                  "`freeze_bottom_layers(model, 0)`: only the final norm and the head train), each completion's "
+                  "last-block hidden state at its scoring token is computed once and kept; the final norm and head "
+                  "then train on it: same rewards, loss and gradients, one trunk forward per distinct completion "
+                  "instead of one per epoch. Memory: completions × hidden size × dtype bytes (800 × 576 × 4 B ≈ "
+                  "1.8 MB for SmolLM2-135M). Checked once against the full forward (a warning and full forwards "
+                  "where an architecture differs, e.g. GPT-2). Off with dropout, DeepSpeed or FSDP; fine with "
+                  "gradient checkpointing (the cached trunk runs without gradients either way)."},
     )
 
     def __post_init__(self):
@@ -152,6 +172,91 @@ def comparison_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -
     return logits.squeeze(-1).view(n_prompts, k)
 
 
+def _has_dropout(module: nn.Module) -> bool:
+    rate = getattr(module, "attention_dropout", 0.0)  # Llama-likes' attention dropout is a float, not an nn.Dropout
+    return (isinstance(module, nn.Dropout) and module.p > 0) or (isinstance(rate, float) and rate > 0)
+
+
+class FrozenTrunkCache:
+    """Each completion's hidden state out of the last transformer block at the token the head scores, computed once.
+
+    For models where nothing up to the last block trains (`applies`), that state never changes, so the trunk runs
+    once per distinct prompt ‖ completion (its token ids are the key: content-based, so shuffling, sharding and eval
+    batches need no index); rewards are the model's own final norm and head applied to the cached states, with the
+    same gradients as the full forward. Holds completions × hidden size × dtype bytes, plus the keys.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model  # unwrapped from DDP: `blocks_from` edits its block stack
+        self.n_blocks = len(transformer_layers(model))
+        self.last_block = transformer_layers(model)[-1]
+        self.pad_token_id = model.config.pad_token_id
+        self.hidden: dict[tuple[int, ...], torch.Tensor] = {}
+        self.checked = False
+
+    @staticmethod
+    def applies(model: nn.Module) -> bool:
+        """Nothing in or below the blocks trains, and no dropout makes their output random (our loaders and
+        `disable_dropout` turn it all off)."""
+        try:
+            n_blocks = len(transformer_layers(model))
+        except ValueError:  # e.g. an encoder: no recognised block stack
+            return False
+        return frozen_bottom_count(model) == n_blocks and not any(_has_dropout(m) for m in model.modules())
+
+    @staticmethod
+    def _keys(batch: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+        """prompt ‖ completion ids of each row, pads removed: all the trunk reads for that completion."""
+        def unpad(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+            return [[t for t, m in zip(row, row_mask) if m] for row, row_mask in zip(ids.tolist(), mask.tolist())]
+
+        rows = unpad(batch["input_ids"], batch["attention_mask"])
+        if "prompt_ids" not in batch:
+            return [tuple(row) for row in rows]
+        prompts = unpad(batch["prompt_ids"], batch["prompt_mask"])
+        k = len(rows) // len(prompts)
+        return [tuple(prompts[i // k] + row) for i, row in enumerate(rows)]
+
+    @torch.no_grad()
+    def _fill(self, model: nn.Module, batch: dict[str, torch.Tensor], keys: list[tuple[int, ...]]) -> torch.Tensor:
+        """Run the batch's full forward, keep each row's last-block state; return its rewards [B, K]. (The last
+        block's output is pre-norm; `output_hidden_states`' last entry is post-norm in transformers 5.)"""
+        outputs = []
+        hook = self.last_block.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        try:
+            rewards = comparison_rewards(model, batch)
+        finally:
+            hook.remove()
+        hidden = outputs[-1][0] if isinstance(outputs[-1], tuple) else outputs[-1]  # the shared layout's 2nd call
+        ids = batch["input_ids"]
+        # the token the model's own pooling scores: the rightmost non-pad one
+        scored = (torch.arange(ids.shape[1], device=ids.device) * (ids != self.pad_token_id)).argmax(-1)
+        self.hidden.update(zip(keys, hidden[torch.arange(len(ids), device=ids.device), scored]))
+        return rewards
+
+    def rewards(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Rewards [B, K] from the cached states, filling in the batch's new completions first; `model` is the
+        (possibly wrapped) model to call. The first fill is checked against the full forward: None (after a
+        warning) where they differ."""
+        keys = self._keys(batch)
+        full = self._fill(model, batch, keys) if any(key not in self.hidden for key in keys) else None
+        hidden = torch.stack([self.hidden[key] for key in keys])
+        ones = torch.ones(len(keys), 1, dtype=torch.long, device=hidden.device)
+        with blocks_from(self.model, self.n_blocks):  # no block runs: inputs_embeds go to the final norm and head
+            logits = model(inputs_embeds=hidden[:, None, :], attention_mask=ones, use_cache=False).logits
+        rewards = logits.squeeze(-1).view(len(batch["best"]), -1)
+        if full is not None and not self.checked:
+            self.checked = True
+            error = (rewards.detach() - full).abs().max().item()
+            if error > 1e-4 * max(1.0, full.abs().max().item()):
+                logger.warning(
+                    f"cache_frozen_trunk: {type(self.model).__name__} scored from its cached last-block states differs "
+                    f"from its full forward (max |Δ| = {error:.3g}); training runs full forwards instead"
+                )
+                return None
+        return rewards
+
+
 def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """Prompt and completion token ids as the reward model reads prompt ‖ completion (no EOS appended, as the
     paper's code). A conversational completion is the chat-templated conversation minus the templated prompt."""
@@ -210,6 +315,10 @@ class BestOfKRewardTrainer(RewardTrainer):
             processing_class=processing_class,
             **kwargs,
         )
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled  # the cache's model edit needs whole weights
+        use_cache = args.cache_frozen_trunk and not sharded and FrozenTrunkCache.applies(unwrapped)
+        self._trunk_cache = FrozenTrunkCache(unwrapped) if use_cache else None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         model = self.accelerator.unwrap_model(self.model)
@@ -254,7 +363,10 @@ class BestOfKRewardTrainer(RewardTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         best = inputs["best"]
-        rewards = comparison_rewards(model, inputs)  # [B, K]
+        rewards = self._trunk_cache.rewards(model, inputs) if self._trunk_cache is not None else None  # [B, K]
+        if rewards is None:  # no cache, or it just failed its exactness check
+            self._trunk_cache = None
+            rewards = comparison_rewards(model, inputs)
 
         if self.args.loss_type == "ranking":
             loss = ranking_loss(rewards, inputs["ranking"])
