@@ -9,9 +9,12 @@ trunk's output is computed once per completion (`FrozenTrunkCache`).
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset
 from torch import nn
@@ -177,13 +180,32 @@ def _has_dropout(module: nn.Module) -> bool:
     return (isinstance(module, nn.Dropout) and module.p > 0) or (isinstance(rate, float) and rate > 0)
 
 
+def _content_key(ids: list[int]) -> bytes:
+    """A 128-bit digest of a token sequence: a fixed-size key however long the sequence (tuples of ids would hold
+    every token of a large label set in memory)."""
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
+
+
+@contextmanager
+def _quiet_pooling_warning(model: nn.Module):
+    """HF's sequence classifiers warn that they cannot find pads in `inputs_embeds`; the cache passes one real
+    position per row, so there are none."""
+    log = logging.get_logger(type(model).forward.__module__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 class FrozenTrunkCache:
     """Each completion's hidden state out of the last transformer block at the token the head scores, computed once.
 
     For models where nothing up to the last block trains (`applies`), that state never changes, so the trunk runs
-    once per distinct prompt ‖ completion (its token ids are the key: content-based, so shuffling, sharding and eval
-    batches need no index); rewards are the model's own final norm and head applied to the cached states, with the
-    same gradients as the full forward. Holds completions × hidden size × dtype bytes, plus the keys.
+    once per distinct prompt ‖ completion (a digest of its token ids is the key: content-based, so shuffling,
+    sharding and eval batches need no index); rewards are the model's own final norm and head applied to the cached
+    states, with the same gradients as the full forward. Holds completions × (hidden size × dtype bytes + 16 B).
     """
 
     def __init__(self, model: nn.Module):
@@ -191,7 +213,7 @@ class FrozenTrunkCache:
         self.n_blocks = len(transformer_layers(model))
         self.last_block = transformer_layers(model)[-1]
         self.pad_token_id = model.config.pad_token_id
-        self.hidden: dict[tuple[int, ...], torch.Tensor] = {}
+        self.hidden: dict[bytes, torch.Tensor] = {}
         self.checked = False
 
     @staticmethod
@@ -205,20 +227,20 @@ class FrozenTrunkCache:
         return frozen_bottom_count(model) == n_blocks and not any(_has_dropout(m) for m in model.modules())
 
     @staticmethod
-    def _keys(batch: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
         """prompt ‖ completion ids of each row, pads removed: all the trunk reads for that completion."""
         def unpad(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
             return [[t for t, m in zip(row, row_mask) if m] for row, row_mask in zip(ids.tolist(), mask.tolist())]
 
         rows = unpad(batch["input_ids"], batch["attention_mask"])
         if "prompt_ids" not in batch:
-            return [tuple(row) for row in rows]
+            return [_content_key(row) for row in rows]
         prompts = unpad(batch["prompt_ids"], batch["prompt_mask"])
         k = len(rows) // len(prompts)
-        return [tuple(prompts[i // k] + row) for i, row in enumerate(rows)]
+        return [_content_key(prompts[i // k] + row) for i, row in enumerate(rows)]
 
     @torch.no_grad()
-    def _fill(self, model: nn.Module, batch: dict[str, torch.Tensor], keys: list[tuple[int, ...]]) -> torch.Tensor:
+    def _fill(self, model: nn.Module, batch: dict[str, torch.Tensor], keys: list[bytes]) -> torch.Tensor:
         """Run the batch's full forward, keep each row's last-block state; return its rewards [B, K]. (The last
         block's output is pre-norm; `output_hidden_states`' last entry is post-norm in transformers 5.)"""
         outputs = []
@@ -242,7 +264,8 @@ class FrozenTrunkCache:
         full = self._fill(model, batch, keys) if any(key not in self.hidden for key in keys) else None
         hidden = torch.stack([self.hidden[key] for key in keys])
         ones = torch.ones(len(keys), 1, dtype=torch.long, device=hidden.device)
-        with blocks_from(self.model, self.n_blocks):  # no block runs: inputs_embeds go to the final norm and head
+        # no block runs: inputs_embeds go to the final norm and head
+        with blocks_from(self.model, self.n_blocks), _quiet_pooling_warning(self.model):
             logits = model(inputs_embeds=hidden[:, None, :], attention_mask=ones, use_cache=False).logits
         rewards = logits.squeeze(-1).view(len(batch["best"]), -1)
         if full is not None and not self.checked:
