@@ -8,7 +8,12 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_llama
 from ziegler_trl.models import load_policy
-from ziegler_trl.ppo.policy_value import VALUE_HEAD_FILE, VALUE_MODEL_DIR, PolicyAndValue, split_state_dict
+from ziegler_trl.ppo.policy_value import (
+    VALUE_HEAD_FILE,
+    VALUE_MODEL_DIR,
+    PolicyAndValue,
+    split_state_dict,
+)
 
 
 def test_save_writes_the_given_state_dict_not_the_module_weights(tmp_path, tiny_tokenizer):
@@ -58,8 +63,9 @@ def test_value_head_follows_the_trunk_dtype_and_generate_is_the_policys(tiny_tok
 
 
 def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokenizer):
-    from tests.conftest import tiny_config
     from transformers import LlamaForCausalLM
+
+    from tests.conftest import tiny_config
     from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
 
     torch.manual_seed(0)
@@ -95,6 +101,7 @@ def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokeniz
 
 def test_frozen_bottom_count_needs_everything_below_frozen(tiny_tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
+
     from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=16, n_layer=3, n_head=2, n_positions=64))
@@ -103,3 +110,23 @@ def test_frozen_bottom_count_needs_everything_below_frozen(tiny_tokenizer):
     assert frozen_bottom_count(gpt2) == 2
     gpt2.transformer.wpe.requires_grad_(True)  # a trained input below the blocks: their output would change
     assert frozen_bottom_count(gpt2) == 0
+
+
+def test_frozen_bottom_count_is_zero_with_a_trained_prompt_encoder(tiny_tokenizer):
+    """Prompt tuning trains virtual-token embeddings outside the base model, which feed block 0: nothing to cache."""
+    from peft import LoraConfig, PromptTuningConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from tests.conftest import tiny_config
+    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+
+    def frozen_llama():
+        model = LlamaForCausalLM(tiny_config(tiny_tokenizer, num_hidden_layers=4))
+        freeze_bottom_layers(model, 2)
+        return model
+
+    prompt_tuned = get_peft_model(frozen_llama(), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert frozen_bottom_count(prompt_tuned) == 0
+    lora = get_peft_model(frozen_llama(), LoraConfig(r=2, target_modules=["q_proj"], layers_to_transform=[3],
+                                                     task_type="CAUSAL_LM"))
+    assert frozen_bottom_count(lora) == 3  # the adapters' own block is the first that trains

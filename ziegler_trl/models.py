@@ -256,6 +256,10 @@ def frozen_bottom_count(model: nn.Module) -> int:
     (else 0): for a given input their output never changes during training."""
     if any(p.requires_grad for module in _below_blocks(model) for p in module.parameters()):
         return 0
+    if hasattr(model, "get_base_model"):  # PEFT prompt/prefix tuning trains an encoder outside the base model
+        inside = {id(p) for p in model.get_base_model().parameters()}
+        if any(p.requires_grad and id(p) not in inside for p in model.parameters()):
+            return 0
     count = 0
     for layer in transformer_layers(model):
         if any(p.requires_grad for p in layer.parameters()):
