@@ -25,6 +25,8 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     assert (out / "reward_model" / "config.json").is_file() and (out / "policy" / "config.json").is_file()
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["win_rate_pi_over_rho"][0] <= 1.0
+    assert 0.0 <= results["tie_fraction"] <= 1.0
+    assert f"{results['tie_fraction']:.0%} of the pairs score the same" in text
     store = LabelStore(out / "labels.sqlite")
     n_answers = len(store.answers())
     assert n_answers == len(store.comparison_ids()) == 16

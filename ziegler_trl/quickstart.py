@@ -254,6 +254,8 @@ def evaluate(cfg: QuickstartConfig, model: str, root: Path) -> dict:
         "score_pi": _mean_ci(scores["pi"]),
         "score_gain": _mean_ci(diffs),
         "win_rate_pi_over_rho": [preference.win_rate, preference.ci_low, preference.ci_high, preference.n],
+        # equal VADER scores (mostly both neutral, 0.0): the argmax labeler then picks by the shuffled order
+        "tie_fraction": sum(a == b for a, b in zip(scores["pi"], scores["rho"])) / len(diffs),
         "final_kl": updates[-1]["objective/kl"] if updates else float("nan"),
         "kl_target": cfg.kl_target,
         "final_kl_coef": updates[-1].get("objective/kl_coef") if updates else float("nan"),
@@ -351,7 +353,8 @@ def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict
         f"{results['held_out_queries']} held-out queries): ρ {ci(results['score_rho'])}, π {ci(results['score_pi'])}; "
         f"gain π − ρ {ci(results['score_gain'])}.",
         f"- 2-way preference of the simulated labeler for π over ρ: {win:.1%} (95% Wilson CI {low:.1%}–{high:.1%}, "
-        f"n = {n}).",
+        f"n = {n}); {results['tie_fraction']:.0%} of the pairs score the same (mostly both neutral), which the "
+        "labeler decides by their shuffled order.",
         f"- Final KL(π‖ρ) {kl:.2f} nats vs target {target:.2f} ({(kl - target) / target:+.0%}); final β "
         f"{results['final_kl_coef']:.4f}.",
         f"- Reward model: held-out accuracy {results['rm_accuracy']:.1%} on {results['rm_num_eval']} comparisons "
