@@ -271,10 +271,10 @@ def frozen_bottom_count(model: nn.Module) -> int:
 def shares_bottom_blocks(model: nn.Module, other: nn.Module, count: int) -> bool:
     """Whether `other`'s embeddings (and what else feeds its blocks) and its bottom `count` blocks hold exactly
     `model`'s weights: then, for the same input, `other`'s hidden states entering block `count` are `model`'s."""
-    pairs = list(zip(_below_blocks(model), _below_blocks(other)))
-    if len(pairs) != len(_below_blocks(model)) or len(transformer_layers(other)) < count:
+    below, other_below = _below_blocks(model), _below_blocks(other)
+    if len(below) != len(other_below) or len(transformer_layers(other)) < count:
         return False
-    pairs += zip(transformer_layers(model)[:count], transformer_layers(other)[:count])
+    pairs = list(zip(below, other_below)) + list(zip(transformer_layers(model)[:count], transformer_layers(other)[:count]))
     for mine, theirs in pairs:
         params, other_params = list(mine.parameters()), list(theirs.parameters())
         if len(params) != len(other_params) or not all(
