@@ -194,21 +194,24 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     train_reward_model(script, args, labels=labels, rho_samples=rho)
 
 
-def train_policy(cfg: QuickstartConfig, model: str, root: Path, reward_fn=None) -> None:
-    """PPO against the trained reward model, or against `reward_fn(prompts, completions)` when given (what
-    `benchmarks/ppo_sample_efficiency.py` uses to measure PPO with a perfect reward)."""
+def train_policy(
+    cfg: QuickstartConfig, model: str, root: Path, reward_fn=None, ppo_overrides: dict | None = None
+) -> None:
+    """PPO against the trained reward model, or against `reward_fn(prompts, completions)` when given; with
+    `ppo_overrides`, other ZieglerPPOConfig values (both for `benchmarks/ppo_sample_efficiency.py`)."""
     tokenizer = load_tokenizer(model)
     policy = load_policy(model, tokenizer)
     freeze_bottom_layers(policy, cfg.trainable_top_layers)
     train = json.loads((root / "queries.json").read_text())["train"]
     micro = min(8, cfg.ppo_batch_size)
-    args = ZieglerPPOConfig(
+    settings = dict(
         output_dir=str(root / "policy"), task="sentiment", per_device_train_batch_size=micro,
         gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes,
         learning_rate=cfg.ppo_lr, kl_control="adaptive", init_kl_coef=cfg.init_kl_coef, kl_target=cfg.kl_target,
         kl_horizon=cfg.kl_horizon, seed=cfg.seed, report_to="none", save_strategy="no", logging_steps=4,
         num_completions_to_print=2, dataloader_pin_memory=False,
     )
+    args = ZieglerPPOConfig(**{**settings, **(ppo_overrides or {})})
     trainer = ZieglerPPOTrainer(policy, args=args, train_dataset=Dataset.from_dict({"prompt": train}),
                                 processing_class=tokenizer,
                                 **({"reward_fn": reward_fn} if reward_fn else {"reward_model": str(root / "reward_model")}))
