@@ -162,8 +162,8 @@ def test_lora_reward_stage_saves_merged_or_adapters(tmp_path, tiny_model_dir, ti
 
     labels = comparisons(12)
     rho = (["The cat sat."] * 8, [c[0] for c in labels["completions"][:8]])
-    script = RewardScriptArguments(model_name_or_path=str(tiny_model_dir), eval_fraction=0.0, normalize_samples=8)
-    lora = ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
+    script = RewardScriptArguments(eval_fraction=0.0, normalize_samples=8)
+    lora = ModelConfig(model_name_or_path=str(tiny_model_dir), use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
     train_reward_model(script, config(tmp_path, save_merged_model=merged), labels=labels, rho_samples=rho,
                        model_args=lora)
     out = tmp_path / "rm"

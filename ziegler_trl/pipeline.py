@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trl import ModelConfig
 
 from .collection import collect_round
 from .labeling import HumanLabeler, LabelStore, SentimentLabeler
@@ -120,12 +121,12 @@ def train_reward(cfg: PipelineConfig, root: Path, round_: int) -> None:
     store = LabelStore(root / "labels.sqlite")
     labels = store.to_dataset()
     store.close()
-    script = RewardScriptArguments(model_name_or_path=cfg.model, task=cfg.task, eval_fraction=0.1)
+    script = RewardScriptArguments(task=cfg.task, eval_fraction=0.1)
     args = BestOfKRewardConfig(
         output_dir=str(root / f"reward_round{round_}"), per_device_train_batch_size=cfg.reward_batch_size,
         learning_rate=cfg.reward_lr, save_strategy="no", report_to="none", seed=cfg.seed, logging_steps=5,
     )
-    train_reward_model(script, args, labels=labels)
+    train_reward_model(script, args, labels=labels, model_args=ModelConfig(model_name_or_path=cfg.model))
 
 
 def train_policy(cfg: PipelineConfig, root: Path, round_: int) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from trl import ModelConfig
 
 from .collection import collect_round
 from .evaluation import preference_win_rate
@@ -70,7 +71,7 @@ class QuickstartConfig:
     reward_top_layers: int = field(
         default=0,
         metadata={"help": "Blocks trained in the reward model (0: its head and final norm only). With ~200 labels "
-                  "the frozen trunk generalises best: training the top 4 blocks memorised (33% held-out)."},
+                  "the frozen trunk generalises best: training the top 4 blocks memorised (held-out accuracy 0.33)."},
     )
     reward_lr: float = field(
         default=1e-2,
@@ -91,7 +92,7 @@ class QuickstartConfig:
     init_kl_coef: float = field(default=0.1, metadata={"help": "Initial β (the paper's sentiment run: 0.15)."})
     kl_target: float = field(default=2.0, metadata={"help": "KL target in nats (the paper: 6 over 1M episodes)."})
     kl_horizon: int = field(
-        default=256, metadata={"help": "Adaptive controller horizon in episodes: β can move ±20% within the run."}
+        default=256, metadata={"help": "Adaptive controller horizon in episodes: β can move by about a fifth within the run."}
     )
     eval_samples_per_query: int = field(
         default=8, metadata={"help": "Samples per held-out query from π and ρ (8: ~300 comparisons, CI ≈ ±6 points)."}
@@ -183,7 +184,7 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     comparisons = store.comparisons(round=0)[: cfg.reward_normalize_samples]
     rho = ([c.prompt for c in comparisons], [c.completions[0] for c in comparisons])
     store.close()
-    script = RewardScriptArguments(model_name_or_path=model, task="sentiment", eval_fraction=0.125,
+    script = RewardScriptArguments(task="sentiment", eval_fraction=0.125,
                                    normalize_samples=len(rho[0]), trainable_top_layers=cfg.reward_top_layers)
     args = BestOfKRewardConfig(
         output_dir=str(root / "reward_model"), per_device_train_batch_size=cfg.reward_batch_size,
@@ -191,7 +192,7 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
         logging_steps=2, save_strategy="no",
         report_to="none", seed=cfg.seed, dataloader_pin_memory=False,
     )
-    train_reward_model(script, args, labels=labels, rho_samples=rho)
+    train_reward_model(script, args, labels=labels, rho_samples=rho, model_args=ModelConfig(model_name_or_path=model))
 
 
 def train_policy(

@@ -26,9 +26,8 @@ from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
 
 @dataclass
 class RewardScriptArguments:
-    model_name_or_path: str = field(
-        default="embedded", metadata={"help": "ρ: the initial policy the reward model starts from ('embedded' = SmolLM2)."}
-    )
+    """The stage's own options; the model (ρ, `--model_name_or_path`) and LoRA options are TRL's `ModelConfig`."""
+
     task: str = field(default="sentiment", metadata={"help": "Task preset (sentiment, descriptiveness, tldr, cnndm)."})
     labels: str = field(
         default="", metadata={"help": "Best-of-K labels: a JSON/JSONL file (ours or an OpenAI label file), URL or Hub id."}
@@ -58,11 +57,13 @@ def train_reward_model(
     `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ (e.g.
     the completions of the comparisons) replaces fresh sampling for normalisation. `model_args` with `use_peft`:
     LoRA adapters (a sequence-classification task, so the head trains with them); saved merged by default.
+    The reward model starts from ρ = `model_args.model_name_or_path` ('embedded', SmolLM2, when unset).
     """
+    model_name = (model_args.model_name_or_path if model_args is not None else None) or "embedded"
     if labels is None and not script_args.labels:
         raise SystemExit("--labels is required: a best-of-K label file (JSON/JSONL), URL or Hub dataset id")
     task = get_task(script_args.task)
-    tokenizer = load_tokenizer(script_args.model_name_or_path, padding_side="right")
+    tokenizer = load_tokenizer(model_name, padding_side="right")
     if labels is None:
         labels = load_label_dataset(script_args.labels, tokenizer=tokenizer)
     labels = labels.shuffle(seed=training_args.seed)
@@ -72,7 +73,7 @@ def train_reward_model(
     if script_args.num_train is not None:
         train = train.select(range(min(script_args.num_train, len(train))))
 
-    model = load_reward_model(script_args.model_name_or_path, tokenizer)
+    model = load_reward_model(model_name, tokenizer)
     if script_args.trainable_top_layers is not None:
         freeze_bottom_layers(model, script_args.trainable_top_layers)
     metrics: dict = {"task": task.name, "num_train": len(train), "num_eval": len(held_out) if held_out else 0}
@@ -85,7 +86,7 @@ def train_reward_model(
         prompts = list(dict.fromkeys(labels["prompt"]))[: script_args.normalize_samples]
         prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
         prompts = prompts[state.process_index :: state.num_processes]
-        policy = load_policy(script_args.model_name_or_path, tokenizer)
+        policy = load_policy(model_name, tokenizer)
         queries = []
         for prompt in prompts:
             ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)

@@ -1,0 +1,58 @@
+"""Every command-line entry point parses: `--help` of each command and recipe, and the reward recipe end to end."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from ziegler_trl.cli import DATACLASS_COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+
+
+@pytest.mark.parametrize("command", [*DATACLASS_COMMANDS, "label"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_quickstart_help_lists_its_fields(capsys):
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--kl-horizon KL_HORIZON Adaptive controller horizon in episodes: β can move by about a fifth" in out
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_recipe_prints_its_help(recipe, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(recipe), "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(recipe), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "--output_dir" in capsys.readouterr().out
+
+
+def test_reward_recipe_trains_from_yaml_and_cli(tmp_path, tiny_model_dir):
+    """The README's command: a YAML config plus CLI overrides, `--model_name_or_path` picking ρ (TRL's ModelConfig)."""
+    labels = tmp_path / "labels.jsonl"
+    rows = [{"prompt": "The cat sat.", "completions": ["good good", "bad", "fine day", "no"], "best": 0}] * 8
+    labels.write_text("\n".join(json.dumps(r) for r in rows))
+    config = tmp_path / "reward.yaml"
+    config.write_text(
+        f"model_name_or_path: {tiny_model_dir}\ntask: sentiment\nlabels: {labels}\neval_fraction: 0.25\n"
+        "normalize_samples: 4\nsampling_batch_size: 4\nper_device_train_batch_size: 2\nper_device_eval_batch_size: 2\n"
+        "report_to: none\nsave_strategy: 'no'\nseed: 0\n"
+    )
+    from ziegler_trl.reward.pipeline import main as reward_main
+
+    metrics = reward_main(["--config", str(config), "--output_dir", str(tmp_path / "rm"), "--max_steps", "2"])
+    assert (metrics["num_train"], metrics["num_eval"]) == (6, 2)
+    assert "eval_accuracy" in metrics and len(metrics["normalize_after"]) == 2  # (gain, bias)
+    saved = json.loads((tmp_path / "rm" / "config.json").read_text())
+    assert saved["hidden_size"] == json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
+    assert json.loads((tmp_path / "rm" / "reward_metrics.json").read_text())["num_train"] == 6
