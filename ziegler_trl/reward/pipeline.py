@@ -16,7 +16,12 @@ from transformers import set_seed
 from trl import ModelConfig, TrlParser
 from trl.trainer.utils import get_peft_config
 
-from ..models import freeze_bottom_layers, load_policy, load_reward_model, load_tokenizer
+from ..models import (
+    freeze_bottom_layers,
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+)
 from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import Query, get_task
 from .labels import load_label_dataset
