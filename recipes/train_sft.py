@@ -6,9 +6,9 @@ The saved folder is a causal LM: pass it as `model_name_or_path` to the reward a
 "supervised + RL" rows (ρ = the SFT model).
 """
 
-from trl import SFTConfig, TrlParser
+from trl import TrlParser
 
-from ziegler_trl.sft import SFTScriptArguments, train_sft
+from ziegler_trl.sft import SFTScriptArguments, ZieglerSFTConfig, train_sft
 
 if __name__ == "__main__":
-    train_sft(*TrlParser((SFTScriptArguments, SFTConfig)).parse_args_and_config())
+    train_sft(*TrlParser((SFTScriptArguments, ZieglerSFTConfig)).parse_args_and_config())

@@ -56,3 +56,32 @@ def test_reward_recipe_trains_from_yaml_and_cli(tmp_path, tiny_model_dir):
     saved = json.loads((tmp_path / "rm" / "config.json").read_text())
     assert saved["hidden_size"] == json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
     assert json.loads((tmp_path / "rm" / "reward_metrics.json").read_text())["num_train"] == 6
+
+
+def _parser_for(config: Path):
+    from trl import ModelConfig, TrlParser
+
+    from ziegler_trl.ppo import ZieglerPPOConfig
+    from ziegler_trl.ppo.pipeline import PolicyScriptArguments
+    from ziegler_trl.reward import BestOfKRewardConfig
+    from ziegler_trl.reward.pipeline import RewardScriptArguments
+    from ziegler_trl.sft import SFTScriptArguments, ZieglerSFTConfig
+
+    stage = config.name.split("_")[0]
+    return {
+        "reward": (RewardScriptArguments, BestOfKRewardConfig, ModelConfig),
+        "ppo": (PolicyScriptArguments, ZieglerPPOConfig, ModelConfig),
+        "sft": (SFTScriptArguments, ZieglerSFTConfig),
+    }[stage], TrlParser
+
+
+CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_recipe_config_parses(config):
+    """The shipped YAML files hold only known fields of valid types (a typo would stop a cluster job at launch)."""
+    types, parser = _parser_for(config)
+    parsed = parser(types).parse_args_and_config(["--config", str(config)])
+    assert len(parsed) == len(types)
+    assert parsed[1].output_dir.startswith("runs/")

@@ -1,8 +1,8 @@
 import pytest
-from trl import SFTConfig
+import torch
 
 from tests.conftest import SHARED_DATA
-from ziegler_trl.sft import SFTScriptArguments, demonstrations, train_sft
+from ziegler_trl.sft import SFTScriptArguments, ZieglerSFTConfig, demonstrations, train_sft
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data samples not present")
@@ -24,9 +24,10 @@ def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokeniz
     post = {"id": "t3_x", "subreddit": "pets", "title": "dog", "post": "The happy dog ran in the park all day.",
             "summary": "dog ran"}
     data.write_text("\n".join(json.dumps(post) for _ in range(4)))
-    args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2, bf16=False,
-                     gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
-                     max_length=640, dataloader_pin_memory=False)
+    args = ZieglerSFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2,
+                            gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+                            max_length=640, dataloader_pin_memory=False)
+    assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # TRL's default: True
     script = SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",
                                 data=str(data), limit=4)
     trainer = train_sft(script, args)

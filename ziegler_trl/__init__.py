@@ -52,6 +52,7 @@ from .reward import (
     ranking_loss,
 )
 from .sampling import sample_completions
+from .sft import ZieglerSFTConfig, train_sft
 from .tasks import TASKS, Query, TaskSpec, format_query, load_task_texts, truncate_responses
 
 __version__ = "0.1.0"
