@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from ziegler_trl.sft import SFTScriptArguments, ZieglerSFTConfig, demonstrations, train_sft
+from ziegler_trl.sft import (
+    SFTScriptArguments,
+    ZieglerSFTConfig,
+    demonstrations,
+    train_sft,
+)
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data samples not present")
