@@ -48,3 +48,15 @@ def test_recipe_requires_exactly_one_reward(tmp_path):
     args = recipe.PolicyScriptArguments(reward_scorer="stars")
     with pytest.raises(ValueError, match="Unknown reward_scorer 'stars'"):
         recipe.train_policy(args, ZieglerPPOConfig(output_dir=str(tmp_path), report_to=[]))
+
+
+def test_recipe_refuses_a_model_name_it_would_ignore(tmp_path):
+    from trl import ModelConfig
+
+    from ziegler_trl.ppo import pipeline as recipe
+
+    args = recipe.PolicyScriptArguments(reward_scorer="vader")
+    with pytest.raises(ValueError, match="--model_name_or_path 'gpt2' is not read by the policy stage: pass the "
+                       "initial policy ρ as --policy_model"):
+        recipe.train_policy(args, ZieglerPPOConfig(output_dir=str(tmp_path), report_to=[]),
+                            ModelConfig(model_name_or_path="gpt2"))

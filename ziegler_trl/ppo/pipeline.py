@@ -71,6 +71,12 @@ def train_policy(
     """Build the trainer from parsed arguments, train, and save the final policy + value head to output_dir."""
     if (script_args.reward_model is None) == (script_args.reward_scorer is None):
         raise ValueError("Set exactly one of --reward_model and --reward_scorer")
+    if model_args is not None and model_args.model_name_or_path is not None:
+        # ModelConfig is parsed for its LoRA options; its model field would otherwise be silently ignored.
+        raise ValueError(
+            f"--model_name_or_path {model_args.model_name_or_path!r} is not read by the policy stage: pass the "
+            "initial policy ρ as --policy_model"
+        )
     if script_args.reward_scorer is not None and script_args.reward_scorer not in SCORERS:
         raise ValueError(f"Unknown reward_scorer {script_args.reward_scorer!r}; choose one of {sorted(SCORERS)}")
     eval_labels = load_dataset("json", data_files=script_args.eval_labels, split="train") if script_args.eval_labels else None
