@@ -68,7 +68,8 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Path(args.run)
-    for name in ("config.json", "queries.json", "labels.sqlite", "reward_model"):
+    # the evaluation reads reward_metrics.json: check it before minutes of PPO, not after
+    for name in ("config.json", "queries.json", "labels.sqlite", "reward_model/reward_metrics.json"):
         if not (run / name).exists():
             raise SystemExit(f"{run} is not a finished quickstart folder: {name} is missing")
     settings = json.loads((run / "config.json").read_text())
