@@ -6,6 +6,9 @@ of once per epoch. Both runs start from the same model and data order; the scrip
 and how far apart the trained weights end (they should agree to float rounding).
 
     python benchmarks/reward_trunk_cache.py --run-dir runs/quickstart --train 200
+    python benchmarks/reward_trunk_cache.py --run-dir runs/quickstart --train 200 --top-layers 2 --learning-rate 2e-3
+
+`--top-layers N` trains the top N blocks too: the cache then holds every token's state entering them.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def train(model_name: str, train_rows, cache: bool, args: argparse.Namespace) ->
     tokenizer = load_tokenizer(model_name, padding_side="right")
     torch.manual_seed(args.seed)
     model = load_reward_model(model_name, tokenizer)
-    freeze_bottom_layers(model, 0)
+    freeze_bottom_layers(model, args.top_layers)
     config = BestOfKRewardConfig(
         output_dir="/tmp/bench_rm_trunk_cache", per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, num_train_epochs=args.epochs, bf16=False, logging_steps=10,
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-layers", type=int, default=0, help="blocks trained besides norm and head")
     args = parser.parse_args()
 
     store = LabelStore(f"{args.run_dir}/labels.sqlite")
@@ -79,6 +83,7 @@ def main() -> None:
 
     results = {cache: train(args.model, rows, cache, args) for cache in (False, True)}
     print(f"{len(rows)} comparisons of K={k}, batch {args.batch_size}, {args.epochs:g} epochs, model {args.model}, "
+          f"trained: {args.top_layers} top blocks + norm + head, "
           f"threads {torch.get_num_threads()}")
     print(f"{'run':<14}{'s/epoch':>30}{'total s':>10}")
     for cache, (epochs, total, _) in results.items():

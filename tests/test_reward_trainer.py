@@ -5,7 +5,11 @@ import torch
 from datasets import Dataset
 
 from ziegler_trl import BestOfKRewardConfig, BestOfKRewardTrainer
-from ziegler_trl.reward.trainer import DataCollatorForBestOfK, comparison_rewards
+from ziegler_trl.reward.trainer import (
+    DataCollatorForBestOfK,
+    _content_key,
+    comparison_rewards,
+)
 
 WORDS = ["good", "bad", "cat", "dog", "happy", "sad", "the", "day"]
 
@@ -202,18 +206,21 @@ def _count_calls(module: torch.nn.Module) -> list[int]:
     return calls
 
 
+@pytest.mark.parametrize("top", [0, 1], ids=["head_only", "top_block"])
 @pytest.mark.parametrize("share_prompt", [True, False])
-def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(tmp_path, tiny_tokenizer, share_prompt):
+def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(
+    tmp_path, tiny_tokenizer, share_prompt, top
+):
     results = {}
     for cache in (True, False):
-        model = _frozen_trunk_model(tiny_tokenizer)
+        model = _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=top)
         trainer = BestOfKRewardTrainer(
             model, args=config(tmp_path, cache_frozen_trunk=cache, share_prompt_forward=share_prompt),
             train_dataset=_varied_prompts(comparisons(6)), processing_class=tiny_tokenizer,
         )
         assert (trainer._trunk_cache is not None) == cache
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
-        block_calls, calls_after = _count_calls(model.model.layers[-1]), []
+        block_calls, calls_after = _count_calls(model.model.layers[0]), []  # a frozen block
         for _ in range(2):  # with the cache, the first call fills it and the second only reads it
             model.zero_grad()
             loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
@@ -223,7 +230,8 @@ def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(t
         grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
         results[cache] = (outputs["rewards"].detach(), loss.detach(), grads)
     (rewards, loss, grads), (full_rewards, full_loss, full_grads) = results[True], results[False]
-    assert sorted(grads) == ["model.norm.weight", "score.weight"]
+    top_block = [f"model.layers.2.{name}" for name, _ in model.model.layers[2].named_parameters()] if top else []
+    assert sorted(grads) == sorted(["model.norm.weight", "score.weight", *top_block])
     torch.testing.assert_close(rewards, full_rewards, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-6)
     for name, grad in grads.items():
@@ -231,44 +239,47 @@ def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(t
 
 
 def _train_frozen_trunk(tmp_path, tokenizer, model, cache: bool, **overrides) -> tuple[BestOfKRewardTrainer, int]:
-    """3 shuffled epochs of 4 batches; returns the trainer and how often the last block ran."""
+    """3 shuffled epochs of 4 batches; returns the trainer and how often the bottom block ran."""
     from ziegler_trl.models import transformer_layers
 
     args = config(tmp_path, cache_frozen_trunk=cache, max_steps=-1, num_train_epochs=3, learning_rate=1e-2, **overrides)
     trainer = BestOfKRewardTrainer(model, args=args, train_dataset=_varied_prompts(comparisons(16)),
                                    processing_class=tokenizer)
-    block_calls = _count_calls(transformer_layers(model)[-1])
+    block_calls = _count_calls(transformer_layers(model)[0])
     trainer.train()
     return trainer, block_calls[0]
 
 
+@pytest.mark.parametrize("top", [0, 2], ids=["head_only", "top_blocks"])
 @pytest.mark.parametrize("layout", [{"share_prompt_forward": True},
                                     {"share_prompt_forward": False, "gradient_checkpointing": True}])
 def test_frozen_trunk_cache_trains_like_full_forwards_with_one_trunk_forward_per_completion(
-    tmp_path, tiny_tokenizer, layout
+    tmp_path, tiny_tokenizer, layout, top
 ):
     runs = {}
     for cache in (True, False):
-        trainer, block_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, _frozen_trunk_model(tiny_tokenizer), cache,
-                                                   **layout)
+        model = _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=top)
+        trainer, block_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, model, cache, **layout)
         assert (trainer._trunk_cache is not None) == cache
-        if cache:  # one state per distinct prompt ‖ completion
+        if cache:  # one entry per distinct prompt ‖ completion: a state, or with top blocks one per token
             dataset = trainer.train_dataset
             distinct = {tuple(row["prompt_ids"] + ids) for row in dataset for ids in row["completion_ids"]}
             assert len(trainer._trunk_cache.hidden) == len(distinct)
+            lengths = sorted(len(trainer._trunk_cache.hidden[_content_key(list(ids))]) for ids in distinct)
+            assert lengths == (sorted(len(ids) for ids in distinct) if top else [32] * len(distinct))
         trained = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
         runs[cache] = (trained, block_calls)
     (weights, calls), (full_weights, full_calls) = runs[True], runs[False]
-    assert calls * 3 == full_calls  # the trunk ran in the first epoch only
+    assert calls * 3 == full_calls  # the frozen blocks ran in the first epoch only
     for name, weight in weights.items():
         torch.testing.assert_close(weight, full_weights[name], rtol=1e-5, atol=1e-5, msg=name)
     assert not torch.equal(weights["score.weight"], _frozen_trunk_model(tiny_tokenizer).score.weight)
 
 
-@pytest.mark.parametrize("setting", ["a_block_trains", "attention_dropout", "off"])
+@pytest.mark.parametrize("setting", ["every_block_trains", "attention_dropout", "off"])
 def test_frozen_trunk_cache_is_off_where_the_trunk_output_could_change(tmp_path, tiny_tokenizer, setting):
     model = {
-        "a_block_trains": lambda: _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=1),
+        "every_block_trains": lambda: _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=3),
         "attention_dropout": lambda: _frozen_trunk_model(tiny_tokenizer, attention_dropout=0.1),
         "off": lambda: _frozen_trunk_model(tiny_tokenizer),
     }[setting]()

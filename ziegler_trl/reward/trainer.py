@@ -89,14 +89,15 @@ class BestOfKRewardConfig(RewardConfig):
     )
     cache_frozen_trunk: bool = field(
         default=True,
-        metadata={"help": "When nothing up to and including the last transformer block trains (e.g. "
-                  "`freeze_bottom_layers(model, 0)`: only the final norm and the head train), each completion's "
-                  "last-block hidden state at its scoring token is computed once and kept; the final norm and head "
-                  "then train on it: same rewards, loss and gradients, one trunk forward per distinct completion "
-                  "instead of one per epoch. Memory: completions × hidden size × dtype bytes (800 × 576 × 4 B ≈ "
-                  "1.8 MB for SmolLM2-135M). Checked once against the full forward (a warning and full forwards "
-                  "where an architecture differs, e.g. GPT-2). Off with dropout, DeepSpeed or FSDP; fine with "
-                  "gradient checkpointing (the cached trunk runs without gradients either way)."},
+        metadata={"help": "When the embeddings and the bottom blocks are frozen (`freeze_bottom_layers` / "
+                  "`trainable_top_layers`), what they compute for each completion is kept from its first forward "
+                  "and later steps run only the trainable part on it: same rewards, loss and gradients, one "
+                  "trunk forward per distinct completion instead of one per epoch. Head only: the last block's "
+                  "state at the scoring token (completions × hidden × dtype bytes: 800 × 576 × 4 B ≈ 1.8 MB for "
+                  "SmolLM2-135M); with trainable top blocks: every token's state entering them, in CPU memory "
+                  "(× tokens: 800 completions of 56 tokens ≈ 100 MB). Checked once against the full forward (a "
+                  "warning and full forwards where an architecture differs, e.g. GPT-2). Off with dropout, "
+                  "DeepSpeed or FSDP; fine with gradient checkpointing."},
     )
 
     def __post_init__(self):
@@ -200,31 +201,40 @@ def _quiet_pooling_warning(model: nn.Module):
 
 
 class FrozenTrunkCache:
-    """Each completion's hidden state out of the last transformer block at the token the head scores, computed once.
+    """The part of each completion's forward that training cannot change, computed once.
 
-    For models where nothing up to the last block trains (`applies`), that state never changes, so the trunk runs
+    The blocks below the first trainable one never change (`applies`: at least one frozen block), so the trunk runs
     once per distinct prompt ‖ completion (a digest of its token ids is the key: content-based, so shuffling,
-    sharding and eval batches need no index); rewards are the model's own final norm and head applied to the cached
-    states, with the same gradients as the full forward. Holds completions × (hidden size × dtype bytes + 16 B).
+    sharding and eval batches need no index) and later steps run only what trains, through the model's own top,
+    with the same rewards and gradients as the full forward:
+
+    * head only (every block frozen): the last block's output at the token the head scores; the final norm and
+      head run on it. Holds completions × hidden size × dtype bytes.
+    * top blocks trainable (`trainable_top_layers`): every token's hidden state entering the first trainable
+      block; the top blocks, norm and head run on them. Holds completions × tokens × hidden size × dtype bytes, in
+      CPU memory.
     """
 
     def __init__(self, model: nn.Module):
         self.model = model  # unwrapped from DDP: `blocks_from` edits its block stack
-        self.n_blocks = len(transformer_layers(model))
-        self.last_block = transformer_layers(model)[-1]
+        blocks = transformer_layers(model)
+        self.n_blocks = len(blocks)
+        self.start = frozen_bottom_count(model)  # the first block that trains (n_blocks: none does)
+        self.head_only = self.start == self.n_blocks
+        self.capture_at = blocks[-1] if self.head_only else blocks[self.start]
         self.pad_token_id = model.config.pad_token_id
         self.hidden: dict[bytes, torch.Tensor] = {}
         self.checked = False
 
     @staticmethod
     def applies(model: nn.Module) -> bool:
-        """Nothing in or below the blocks trains, and no dropout makes their output random (our loaders and
-        `disable_dropout` turn it all off)."""
+        """Something below the trainable part is frozen — the embeddings and at least one block — and no dropout
+        makes its output random (our loaders and `disable_dropout` turn it all off)."""
         try:
-            n_blocks = len(transformer_layers(model))
+            transformer_layers(model)
         except ValueError:  # e.g. an encoder: no recognised block stack
             return False
-        return frozen_bottom_count(model) == n_blocks and not any(_has_dropout(m) for m in model.modules())
+        return frozen_bottom_count(model) > 0 and not any(_has_dropout(m) for m in model.modules())
 
     @staticmethod
     def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
@@ -241,20 +251,54 @@ class FrozenTrunkCache:
 
     @torch.no_grad()
     def _fill(self, model: nn.Module, batch: dict[str, torch.Tensor], keys: list[bytes]) -> torch.Tensor:
-        """Run the batch's full forward, keep each row's last-block state; return its rewards [B, K]. (The last
-        block's output is pre-norm; `output_hidden_states`' last entry is post-norm in transformers 5.)"""
-        outputs = []
-        hook = self.last_block.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        """Run the batch's full forward, keep what the cache holds of each row; return its rewards [B, K]. (The
+        last block's output is pre-norm; `output_hidden_states`' last entry is post-norm in transformers 5.)"""
+        seen = []
+        if self.head_only:
+            hook = self.capture_at.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        else:
+            hook = self.capture_at.register_forward_pre_hook(
+                lambda _m, args, kwargs: seen.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+            )
         try:
             rewards = comparison_rewards(model, batch)
         finally:
             hook.remove()
-        hidden = outputs[-1][0] if isinstance(outputs[-1], tuple) else outputs[-1]  # the shared layout's 2nd call
-        ids = batch["input_ids"]
-        # the token the model's own pooling scores: the rightmost non-pad one
-        scored = (torch.arange(ids.shape[1], device=ids.device) * (ids != self.pad_token_id)).argmax(-1)
-        self.hidden.update(zip(keys, hidden[torch.arange(len(ids), device=ids.device), scored]))
+        seen = [out[0] if isinstance(out, tuple) else out for out in seen]
+        ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+        rows = torch.arange(len(ids), device=ids.device)
+        if self.head_only:  # the token the model's own pooling scores: the rightmost non-pad one
+            scored = (torch.arange(ids.shape[1], device=ids.device) * (ids != self.pad_token_id)).argmax(-1)
+            self.hidden.update(zip(keys, seen[-1][rows, scored]))  # the shared layout's 2nd call: completions
+        elif "prompt_ids" in batch:  # two calls: prompts [B, P], then completions [B·K, C] on their KV cache
+            prompts, completions = seen
+            prompt_mask, k = batch["prompt_mask"].bool(), len(ids) // len(prompts)
+            for i, key in enumerate(keys):
+                state = torch.cat([prompts[i // k][prompt_mask[i // k]], completions[i][mask[i]]])
+                self.hidden[key] = state.cpu()
+        else:
+            self.hidden.update((key, seen[0][i][mask[i]].cpu()) for i, key in enumerate(keys))
         return rewards
+
+    def _top_rewards(self, model: nn.Module, keys: list[bytes]) -> torch.Tensor:
+        """Scores [N] from the cached states: only the part of the model that trains runs."""
+        device = self.model.device
+        if self.head_only:  # no block runs: one position per row goes to the final norm and head
+            hidden = torch.stack([self.hidden[key] for key in keys])[:, None, :]
+            mask = torch.ones(len(keys), 1, dtype=torch.long, device=device)
+            extra = {}
+        else:  # left-padded, so the last position (where pooling reads `inputs_embeds`) is each row's last token
+            states = [self.hidden[key] for key in keys]
+            width = max(len(state) for state in states)
+            hidden = states[0].new_zeros(len(states), width, states[0].shape[-1], device=device)
+            mask = torch.zeros(len(states), width, dtype=torch.long, device=device)
+            for row, state in enumerate(states):
+                hidden[row, width - len(state) :] = state.to(device)
+                mask[row, width - len(state) :] = 1
+            extra = {"position_ids": (mask.cumsum(1) - 1).clamp(min=0)}  # as in the full forward: 0 at the prompt
+        with blocks_from(self.model, self.start), _quiet_pooling_warning(self.model):
+            logits = model(inputs_embeds=hidden, attention_mask=mask, use_cache=False, **extra).logits
+        return logits.squeeze(-1)
 
     def rewards(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Rewards [B, K] from the cached states, filling in the batch's new completions first; `model` is the
@@ -262,18 +306,14 @@ class FrozenTrunkCache:
         warning) where they differ."""
         keys = self._keys(batch)
         full = self._fill(model, batch, keys) if any(key not in self.hidden for key in keys) else None
-        hidden = torch.stack([self.hidden[key] for key in keys])
-        ones = torch.ones(len(keys), 1, dtype=torch.long, device=hidden.device)
-        # no block runs: inputs_embeds go to the final norm and head
-        with blocks_from(self.model, self.n_blocks), _quiet_pooling_warning(self.model):
-            logits = model(inputs_embeds=hidden[:, None, :], attention_mask=ones, use_cache=False).logits
-        rewards = logits.squeeze(-1).view(len(batch["best"]), -1)
+        rewards = self._top_rewards(model, keys).view(len(batch["best"]), -1)
         if full is not None and not self.checked:
             self.checked = True
             error = (rewards.detach() - full).abs().max().item()
             if error > 1e-4 * max(1.0, full.abs().max().item()):
+                what = "last-block states" if self.head_only else f"states entering block {self.start}"
                 logger.warning(
-                    f"cache_frozen_trunk: {type(self.model).__name__} scored from its cached last-block states differs "
+                    f"cache_frozen_trunk: {type(self.model).__name__} scored from its cached {what} differs "
                     f"from its full forward (max |Δ| = {error:.3g}); training runs full forwards instead"
                 )
                 return None
