@@ -70,8 +70,9 @@ class QuickstartConfig:
     trainable_top_layers: int = field(default=4, metadata={"help": "Blocks trained in the policy (CPU knob)."})
     reward_top_layers: int = field(
         default=0,
-        metadata={"help": "Blocks trained in the reward model (0: its head and final norm only). With ~200 labels "
-                  "the frozen trunk generalises best: training the top 4 blocks memorised (held-out accuracy 0.33)."},
+        metadata={"help": "Blocks trained in the reward model (0: its head and final norm only). Held-out best-of-4 "
+                  "accuracy with ~200 labels: head 0.42, top 2 blocks at lr 2e-3 0.44, top 4 0.33 (memorised); "
+                  "with 800 labels, top 2: 0.54 (2 epochs)."},
     )
     reward_lr: float = field(
         default=1e-2,
