@@ -266,9 +266,9 @@ class FrozenTrunkCache:
             hook.remove()
         seen = [out[0] if isinstance(out, tuple) else out for out in seen]
         ids, mask = batch["input_ids"], batch["attention_mask"].bool()
-        rows = torch.arange(len(ids), device=ids.device)
         if self.head_only:  # the token the model's own pooling scores: the rightmost non-pad one
             scored = (torch.arange(ids.shape[1], device=ids.device) * (ids != self.pad_token_id)).argmax(-1)
+            rows = torch.arange(len(ids), device=ids.device)
             self.hidden.update(zip(keys, seen[-1][rows, scored]))  # the shared layout's 2nd call: completions
         elif "prompt_ids" in batch:  # two calls: prompts [B, P], then completions [B·K, C] on their KV cache
             prompts, completions = seen
