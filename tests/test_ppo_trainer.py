@@ -73,12 +73,16 @@ def test_rollout_and_recomputed_logprobs_agree_at_temperature(tiny_tokenizer, tm
     assert values.abs().max().item() == 0.0  # zero-initialised value head
 
 
-def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path):
-    # response_length 4 < truncate_after 16: no response can be valid, every one earns the −1 penalty
+@pytest.mark.parametrize("penalize_invalid", [True, False])
+def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path, penalize_invalid):
+    # response_length 4 < truncate_after 16: no response can be valid, every one earns the −1 penalty (or, with
+    # the penalty off, the reward like a valid one)
     trainer = make_trainer(
         tiny_tokenizer, tmp_path, task="sentiment", response_length=4, dataset=Dataset.from_dict({"text": TEXTS}),
         reward_fn=lambda p, c: [5.0] * len(c), ref_model=tiny_llama(tiny_tokenizer, seed=1),
+        penalize_invalid=penalize_invalid,
     )
+    score = -1.0 if penalize_invalid else 5.0
     rows = [trainer.train_dataset[i] for i in range(4)]
     assert all(row["query_ids"][-1] == tiny_tokenizer.encode(".")[0] for row in rows)
     rollout = trainer._rollout(rows)
@@ -88,8 +92,8 @@ def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path):
     kl_part = -0.1 * (rollout["logprobs"] - ref_logprobs)
     assert kl_part.abs().min() > 0
     torch.testing.assert_close(rollout["rewards"][:, :-1], kl_part[:, :-1])
-    torch.testing.assert_close(rollout["rewards"][:, -1], kl_part[:, -1] - 1.0)
-    assert trainer._metrics["objective/scores"] == [-1.0]
+    torch.testing.assert_close(rollout["rewards"][:, -1], kl_part[:, -1] + score)
+    assert trainer._metrics["objective/scores"] == [score]
     assert trainer._metrics["objective/valid_fraction"] == [0.0]
 
 

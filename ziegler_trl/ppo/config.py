@@ -35,6 +35,12 @@ class ZieglerPPOConfig(_BaseConfig):
         metadata={"help": "Sampling temperature, also applied to the logits whenever log-probs are computed. "
                   "Default: the task's value."},
     )
+    penalize_invalid: bool = field(
+        default=True,
+        metadata={"help": "A response without the task's truncate token in its window scores the task's "
+                  "penalty_reward (-1) instead of the reward (the paper). False: it is scored like any other, so "
+                  "a short run spends no KL on the rule (a miniature's choice when ρ rarely meets it)."},
+    )
     rollout_forward_batch_size: int = field(
         default=32, metadata={"help": "Rows per no-grad forward pass (policy, reference, reward) during rollouts."}
     )

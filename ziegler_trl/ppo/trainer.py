@@ -413,8 +413,10 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 raw_scores = self._score_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
                 if not self._reward_cache_checked:
                     raw_scores = self._check_reward_cache(self._score(reward_ids, truncated).to(device), raw_scores)
-        penalty = self.task.penalty_reward if self.task is not None else 0.0
-        scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, penalty))
+        if self.task is not None and self.args.penalize_invalid:
+            scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, self.task.penalty_reward))
+        else:
+            scores = raw_scores
 
         kl_coef = self.kl_controller.value
         rewards, kl_penalty = per_token_rewards(scores, logprobs, ref_logprobs, kl_coef)
