@@ -10,10 +10,10 @@ the normalised reward model, so the −1 validity penalty weighs the same as wit
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards zvader --episodes 256 \\
         --set ppo_lr=5e-4 trainable_top_layers=2
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards zvader --episodes 512 \\
-        --set kl_target=6 --ppo-set lam=1.0
+        --set gae_lambda=0.95 validity_penalty=True --ppo-set cliprange=0.1
 
 Each variant trains from ρ with the run's settings except `ppo_episodes` and the `--set` overrides (any
-QuickstartConfig field) and `--ppo-set` ones (any other ZieglerPPOConfig field, e.g. GAE's `lam`). On a 2-core CPU a variant costs about 0.7 s per episode plus 45 s of evaluation
+QuickstartConfig field) and `--ppo-set` ones (any other ZieglerPPOConfig field, e.g. `cliprange`). On a 2-core CPU a variant costs about 0.7 s per episode plus 45 s of evaluation
 (2,048 episodes: 1,421 s).
 """
 
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--episodes", nargs="+", type=int, default=[256])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="QuickstartConfig overrides.")
     parser.add_argument("--ppo-set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="ZieglerPPOConfig overrides (applied last, e.g. lam).")
+                        help="ZieglerPPOConfig overrides (applied last, e.g. cliprange).")
     args = parser.parse_args()
 
     run = Path(args.run)

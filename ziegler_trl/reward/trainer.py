@@ -218,9 +218,8 @@ class FrozenTrunkCache:
     def __init__(self, model: nn.Module):
         self.model = model  # unwrapped from DDP: `blocks_from` edits its block stack
         blocks = transformer_layers(model)
-        self.n_blocks = len(blocks)
-        self.start = frozen_bottom_count(model)  # the first block that trains (n_blocks: none does)
-        self.head_only = self.start == self.n_blocks
+        self.start = frozen_bottom_count(model)  # the first block that trains (len(blocks): none does)
+        self.head_only = self.start == len(blocks)
         self.capture_at = blocks[-1] if self.head_only else blocks[self.start]
         self.pad_token_id = model.config.pad_token_id
         self.hidden: dict[bytes, torch.Tensor] = {}
