@@ -24,7 +24,7 @@ import torch
 
 from ziegler_trl.evaluation import write_markdown, markdown_table, optimal_policy_frontier, plot_frontier, read_records, sample_rewards
 from ziegler_trl.evaluation.tables import fmt
-from ziegler_trl.models import load_policy, load_reward_model, load_tokenizer
+from ziegler_trl.models import inference_device, load_policy, load_reward_model, load_tokenizer
 from ziegler_trl.tasks import TASKS, build_queries, load_task_texts
 
 
@@ -58,7 +58,8 @@ def sampled_rewards(args: argparse.Namespace) -> np.ndarray:
     queries = build_queries(texts, args.task, tokenizer)
     if not queries:
         raise ValueError(f"{args.data}: no text makes a valid {args.task} query")
-    policy, reward_model = load_policy(args.policy), load_reward_model(args.reward_model)
+    device = inference_device()
+    policy, reward_model = load_policy(args.policy).to(device), load_reward_model(args.reward_model).to(device)
     policy.eval()
     reward_model.eval()
     return sample_rewards(policy, reward_model, tokenizer, queries, args.task, args.k, args.batch_size).numpy()

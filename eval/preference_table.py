@@ -30,7 +30,7 @@ from ziegler_trl.evaluation import write_markdown, markdown_table, preference_wi
 from ziegler_trl.evaluation.label_store import load_store_judgments
 from ziegler_trl.evaluation.preference import PROTOCOLS, RECORD_FIELDS
 from ziegler_trl.evaluation.tables import fmt
-from ziegler_trl.models import load_policy, load_tokenizer
+from ziegler_trl.models import inference_device, load_policy, load_tokenizer
 from ziegler_trl.sampling import sample_completions
 from ziegler_trl.tasks import TASKS, build_queries, load_task_texts
 
@@ -104,7 +104,7 @@ def results_from_policies(args: argparse.Namespace) -> list:
     per_query = PROTOCOLS[args.protocol]
     samples = {}
     for name, path in specs.items():
-        model = load_policy(path)
+        model = load_policy(path).to(inference_device())
         model.eval()
         samples[name] = sample_completions(model, tokenizer, queries, args.task, per_query, args.batch_size).texts(
             tokenizer

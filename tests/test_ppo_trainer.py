@@ -97,6 +97,27 @@ def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path, penalize_
     assert trainer._metrics["objective/valid_fraction"] == [0.0]
 
 
+@pytest.mark.parametrize("task", ["sentiment", None])
+@pytest.mark.parametrize("stop_at_eos", [True, False])
+def test_stop_at_eos_hides_what_follows_the_eos_from_the_reward(tiny_tokenizer, tmp_path, monkeypatch, task, stop_at_eos):
+    eos, word = tiny_tokenizer.eos_token_id, tiny_tokenizer.encode(" cat")[0]
+    sampled = torch.tensor([word, word, eos, word, word, word])
+    monkeypatch.setattr(
+        "ziegler_trl.ppo.trainer.generate_responses", lambda model, queries, *a: sampled.repeat(len(queries), 1)
+    )
+    seen = []
+    dataset = Dataset.from_dict({"text": TEXTS}) if task else None
+    trainer = make_trainer(tiny_tokenizer, tmp_path, task=task, dataset=dataset, stop_at_eos=stop_at_eos,
+                           reward_fn=lambda p, c: seen.extend(c) or [1.0] * len(c))
+    assert trainer.sampling_task.stop_at_eos is stop_at_eos
+    rollout = trainer._rollout([trainer.train_dataset[i] for i in range(4)])
+    whole = tiny_tokenizer.decode(sampled)
+    assert seen == [tiny_tokenizer.decode(sampled[:2]) if stop_at_eos else whole] * 4
+    # only a task's '.' window makes a response invalid (here none has a '.'); an EOS ending makes it valid
+    assert trainer._metrics["objective/valid_fraction"] == [1.0 if stop_at_eos or task is None else 0.0]
+    assert torch.equal(rollout["responses"].cpu(), sampled.repeat(4, 1))  # KL still covers every sampled token
+
+
 def test_three_updates_move_beta_toward_the_target(tiny_tokenizer, tmp_path):
     trainer = make_trainer(tiny_tokenizer, tmp_path, num_ppo_epochs=4, learning_rate=1e-2, kl_target=0.05)
     assert trainer.args.max_steps == 12

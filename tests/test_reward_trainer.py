@@ -69,6 +69,7 @@ def test_shared_prompt_forward_equals_full_forward_with_gradients(tiny_model_dir
 
     rows = comparisons(3, k=4).to_list()
     rows[1]["prompt"] = "A much longer prompt, so prompts need left padding in the batch."
+    rows[1]["completions"][2] = ""  # a response that ended at once (EOS first): it scores as the prompt alone
     examples = [{**_tokenize_comparison(r, tiny_tokenizer), "best": r["best"]} for r in rows]
     model = load_reward_model(str(tiny_model_dir), tiny_tokenizer)
     grads = []
@@ -80,6 +81,10 @@ def test_shared_prompt_forward_equals_full_forward_with_gradients(tiny_model_dir
     (shared, shared_grad), (full, full_grad) = grads
     assert shared.shape == (3, 4)
     assert torch.allclose(shared, full, atol=1e-5)
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([examples[1]["prompt_ids"]])).logits[0, 0]
+    assert shared[1, 2].item() == pytest.approx(alone.item(), abs=1e-5)
+    assert shared[1, 2] != shared[1, 1]
     assert torch.allclose(shared_grad, full_grad, atol=1e-5)  # gradients reach the prompt's forward
 
 
@@ -196,8 +201,13 @@ def _frozen_trunk_model(tokenizer, trainable_top_layers: int = 0, **overrides):
 
 
 def _varied_prompts(dataset: Dataset) -> Dataset:
-    """Prompts of different lengths, so the shared-prompt layout left-pads them."""
-    return dataset.map(lambda row, i: {"prompt": "The dog ran. " * (1 + i % 3) + row["prompt"]}, with_indices=True)
+    """Prompts of different lengths, so the shared-prompt layout left-pads them; every third comparison has an
+    empty completion (a response that ended at once), scored from its prompt."""
+    def vary(row, i):
+        completions = [c if i % 3 or j != i % len(row["completions"]) else "" for j, c in enumerate(row["completions"])]
+        return {"prompt": "The dog ran. " * (1 + i % 3) + row["prompt"], "completions": completions}
+
+    return dataset.map(vary, with_indices=True)
 
 
 def _count_calls(module: torch.nn.Module) -> list[int]:

@@ -1,8 +1,11 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from ziegler_trl import TASKS, format_query, load_task_texts, truncate_responses
+from ziegler_trl import TASKS, TaskSpec, format_query, load_task_texts, truncate_responses
 from ziegler_trl.tasks import clean_cnndm, single_token_id
 
 
@@ -55,6 +58,45 @@ def test_truncate_after_first_truncate_token_at_or_after_index(tiny_tokenizer):
     assert truncated[0].tolist() == row_valid[:19] + [pad] * 5
     assert truncated[1].tolist() == row_invalid  # invalid responses are left whole; they score −1
     assert truncated[2].tolist() == row_edge[:17] + [pad] * 7
+
+
+def test_stop_at_eos_ends_responses_before_the_first_eos(tiny_tokenizer):
+    dot, eos, pad = single_token_id(tiny_tokenizer, "."), tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    assert len({dot, eos, pad}) == 3
+    a = 5
+    task = dataclasses.replace(TASKS["sentiment"], stop_at_eos=True)
+    row_eos_first = [a] * 4 + [eos] + [a] * 13 + [dot] + [a] * 5  # EOS at 4 beats the '.' at 18
+    row_dot_first = [a] * 18 + [dot] + [eos] + [a] * 4  # the '.' at 18 ends it; the EOS after is padding anyway
+    row_eos_at_0 = [eos] + [a] * 23  # an empty response that ended properly
+    row_neither = [a] * 24  # no '.' in the window, no EOS: invalid, left whole
+    rows = torch.tensor([row_eos_first, row_dot_first, row_eos_at_0, row_neither])
+    truncated, valid = truncate_responses(rows, task, tiny_tokenizer)
+    assert valid.tolist() == [True, True, True, False]
+    assert truncated[0].tolist() == [a] * 4 + [pad] * 20  # the EOS itself is dropped
+    assert truncated[1].tolist() == row_dot_first[:19] + [pad] * 5
+    assert truncated[2].tolist() == [pad] * 24
+    assert truncated[3].tolist() == row_neither
+    # The paper's rule (off): the EOS is an ordinary token.
+    plain, plain_valid = truncate_responses(rows, "sentiment", tiny_tokenizer)
+    assert plain_valid.tolist() == [True, True, False, False]
+    assert plain[0].tolist() == row_eos_first[:19] + [pad] * 5
+
+
+def test_task_without_truncate_token_keeps_whole_responses_unless_stopping_at_eos(tiny_tokenizer):
+    eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    bare = TaskSpec("prompt", 0, 6, 1.0, truncate_token="", truncate_after=0)
+    rows = torch.tensor([[5, 6, eos, 7, 8, 9], [5, 6, 7, 8, 9, 10]])
+    truncated, valid = truncate_responses(rows, bare, tiny_tokenizer)
+    assert torch.equal(truncated, rows) and valid.all()
+    truncated, valid = truncate_responses(rows, dataclasses.replace(bare, stop_at_eos=True), tiny_tokenizer)
+    assert truncated.tolist() == [[5, 6, pad, pad, pad, pad], [5, 6, 7, 8, 9, 10]] and valid.all()
+
+
+def test_stop_at_eos_needs_an_eos_token(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.eos_token = None
+    with pytest.raises(ValueError, match="task 'sentiment' stops at EOS, but the tokenizer has no eos_token_id"):
+        truncate_responses(torch.tensor([[5] * 24]), dataclasses.replace(TASKS["sentiment"], stop_at_eos=True), tokenizer)
 
 
 def test_clean_cnndm_headers():

@@ -26,6 +26,7 @@ from .models import (
     embedded_model_dir,
     ensure_pad_token,
     freeze_bottom_layers,
+    inference_device,
     init_reward_head,
     init_value_head,
     load_policy,

@@ -143,6 +143,14 @@ def load_policy(name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = N
     return model
 
 
+def inference_device() -> torch.device:
+    """Where an entry point runs ρ's sampling and frozen scoring: this process's GPU (its own under
+    `accelerate launch`), else the CPU. Library functions use the device their model is on."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
 def load_reward_model(
     name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, **kwargs
 ) -> PreTrainedModel:

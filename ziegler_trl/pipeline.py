@@ -24,7 +24,7 @@ from trl import ModelConfig
 
 from .collection import collect_round
 from .labeling import HumanLabeler, LabelStore, SentimentLabeler
-from .models import load_policy, load_tokenizer
+from .models import inference_device, load_policy, load_tokenizer
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from .reward import BestOfKRewardConfig
 from .reward.pipeline import RewardScriptArguments, train_reward_model
@@ -104,7 +104,7 @@ def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
     start = round_ * cfg.comparisons_per_round  # each round takes fresh queries, cycling through the source
     queries = [queries[(start + i) % len(queries)] for i in range(cfg.comparisons_per_round)]
     store = LabelStore(root / "labels.sqlite")
-    policy = load_policy(_policy_path(cfg, root, round_), tokenizer)
+    policy = load_policy(_policy_path(cfg, root, round_), tokenizer).to(inference_device())
     ids = collect_round(store, policy, tokenizer, queries, cfg.task, _labeler(cfg, store), k=cfg.k, round=round_,
                         policy_name=f"round{round_}", wait=cfg.labeler != "human")
     answered = len({a.comparison_id for a in store.answers(ids) if not a.skipped})

@@ -13,7 +13,9 @@ Book queries start after the first "." of a passage and end at the last "." that
 they are whole sentences; CNN/DM articles are cut to the query budget at the last newline; TL;DR posts are cut at
 the budget. A response is cut
 after the first truncate token at index >= truncate_after; a response without one is invalid and scores the
-penalty −1 instead of the reward model's score.
+penalty −1 instead of the reward model's score. With `stop_at_eos` (not the paper's: GPT-2 had no end of turn) a
+response also ends before the tokenizer's first EOS, which makes it valid: an instruct model's `<|im_end|>` ends
+its answer, and what it samples after it (a new chat turn) is no part of the response.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class TaskSpec:
     # Books drop passages without a sentence end (the paper's code); CNN/DM keeps a hard cut when the article
     # has no newline (the HF release joins paragraphs with spaces).
     drop_without_end_text: bool = True
+    stop_at_eos: bool = False
     text_field: str = "text"
     reference_field: str | None = None
     hf_sources: dict[str, tuple[str, str | None, str, str | None]] = field(default_factory=dict)
@@ -134,15 +137,28 @@ def truncate_responses(
     """Cut each response after its first truncate token at index >= truncate_after; pad the rest.
 
     Returns (truncated ids [B, T], valid [B]); a response with no truncate token in the window is invalid and
-    earns `task.penalty_reward` instead of the reward model's score.
+    earns `task.penalty_reward` instead of the reward model's score. A task without a truncate token keeps whole
+    responses, all valid. With `task.stop_at_eos` a response also ends before its first EOS (dropped), and one
+    that ends so is valid.
     """
     task = get_task(task)
-    truncate_id = single_token_id(tokenizer, task.truncate_token)
     positions = torch.arange(responses.shape[1], device=responses.device)
-    hits = (responses == truncate_id) & (positions >= task.truncate_after)
-    valid = hits.any(dim=1)
-    first_hit = torch.where(valid, hits.float().argmax(dim=1), responses.shape[1] - 1)
-    keep = positions.unsqueeze(0) <= first_hit.unsqueeze(1)
+    if task.truncate_token:
+        hits = (responses == single_token_id(tokenizer, task.truncate_token)) & (positions >= task.truncate_after)
+        valid = hits.any(dim=1)
+        first_hit = torch.where(valid, hits.float().argmax(dim=1), responses.shape[1] - 1)
+        keep = positions.unsqueeze(0) <= first_hit.unsqueeze(1)
+    else:
+        valid = torch.ones(responses.shape[0], dtype=torch.bool, device=responses.device)
+        keep = torch.ones_like(responses, dtype=torch.bool)
+    if task.stop_at_eos:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"task {task.name!r} stops at EOS, but the tokenizer has no eos_token_id")
+        eos = responses == tokenizer.eos_token_id
+        has_eos = eos.any(dim=1)
+        first_eos = torch.where(has_eos, eos.float().argmax(dim=1), responses.shape[1])
+        keep &= positions.unsqueeze(0) < first_eos.unsqueeze(1)
+        valid |= has_eos
     return torch.where(keep, responses, tokenizer.pad_token_id), valid
 
 

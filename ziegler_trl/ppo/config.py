@@ -35,6 +35,12 @@ class ZieglerPPOConfig(_BaseConfig):
         metadata={"help": "Sampling temperature, also applied to the logits whenever log-probs are computed. "
                   "Default: the task's value."},
     )
+    stop_at_eos: bool | None = field(
+        default=None,
+        metadata={"help": "End each response before the tokenizer's first EOS (an instruct model's end of turn; the "
+                  "tokens sampled after it are padding to the reward and the labeler, and the response counts as "
+                  "valid). Default: the task's value (off for the paper's tasks and without a task)."},
+    )
     penalize_invalid: bool = field(
         default=True,
         metadata={"help": "A response without the task's truncate token in its window scores the task's "

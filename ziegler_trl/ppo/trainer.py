@@ -172,8 +172,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 if module is not None:
                     disable_dropout(module)
 
-        self.task = get_task(args.task) if args.task else None
         self.sampling_task = self._sampling_task(args)
+        self.task = self.sampling_task if args.task else None
         self.temperature = self.sampling_task.temperature
         self.response_length = self.sampling_task.response_length
         train_dataset = self._prepare_dataset(train_dataset, tokenizer)
@@ -241,13 +241,16 @@ class ZieglerPPOTrainer(_BaseTrainer):
 
     @staticmethod
     def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
-        """The TaskSpec used to sample: the task's, with response_length/temperature overrides; or a bare one."""
+        """The TaskSpec responses are sampled and cut by: the task's, with the config's overrides; or a bare one
+        (no truncate token: whole responses, cut at EOS only with `stop_at_eos`)."""
+        overrides = {
+            k: getattr(args, k) for k in ("response_length", "temperature", "stop_at_eos") if getattr(args, k) is not None
+        }
         if args.task:
-            overrides = {k: getattr(args, k) for k in ("response_length", "temperature") if getattr(args, k) is not None}
             return dataclasses.replace(get_task(args.task), **overrides)
         if args.response_length is None or args.temperature is None:
             raise ValueError("Without `task`, set both `response_length` and `temperature` in ZieglerPPOConfig")
-        return TaskSpec("prompt", 0, args.response_length, args.temperature, truncate_token="", truncate_after=0)
+        return TaskSpec("prompt", 0, truncate_token="", truncate_after=0, **overrides)
 
     def _prepare_dataset(self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
         """Tokenize into `query_ids` (what π reads) and `reward_ids` (what the reward model reads before y)."""
@@ -399,10 +402,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
             logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
             frozen_hidden = torch.cat(frozen_hidden) if frozen_hidden else None
 
-            if self.task is not None:
-                truncated, valid = truncate_responses(responses.cpu(), self.task, self.processing_class)
-            else:
-                truncated, valid = responses.cpu(), torch.ones(len(rows), dtype=torch.bool)
+            truncated, valid = truncate_responses(responses.cpu(), self.sampling_task, self.processing_class)
             reward_ids = [row["reward_ids"] for row in rows]
             lengths = None
             if frozen_hidden is not None and self._reward_cached_blocks:

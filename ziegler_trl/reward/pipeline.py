@@ -18,6 +18,7 @@ from trl.trainer.utils import get_peft_config
 
 from ..models import (
     freeze_bottom_layers,
+    inference_device,
     load_policy,
     load_reward_model,
     load_tokenizer,
@@ -91,7 +92,7 @@ def train_reward_model(
         prompts = list(dict.fromkeys(labels["prompt"]))[: script_args.normalize_samples]
         prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
         prompts = prompts[state.process_index :: state.num_processes]
-        policy = load_policy(model_name, tokenizer)
+        policy = load_policy(model_name, tokenizer).to(inference_device())
         queries = []
         for prompt in prompts:
             ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)
@@ -101,7 +102,9 @@ def train_reward_model(
         rho_prompts, rho_completions = prompts, [texts[0] for texts in samples.texts(tokenizer)]
         del policy
     if script_args.normalize_samples:
-        metrics["normalize_before"] = normalize_reward_model(model, tokenizer, rho_prompts, rho_completions)
+        metrics["normalize_before"] = normalize_reward_model(
+            model.to(inference_device()), tokenizer, rho_prompts, rho_completions
+        )
 
     peft_config = get_peft_config(model_args) if model_args is not None else None
     if peft_config is not None:

@@ -148,7 +148,8 @@ def comparison_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -
 
     Shared prompt: one forward over the B prompts fills a KV cache, repeated K times, and a second forward
     scores the B·K completions on top of it, with position ids continuing each prompt. Gradients flow through
-    the cache into the prompt's forward; the result equals scoring each prompt ‖ completion separately.
+    the cache into the prompt's forward; the result equals scoring each prompt ‖ completion separately. An empty
+    completion (a response that ended at once) scores as its prompt alone: the prompt's forward scored it.
     """
     n_prompts = batch["best"].shape[0]
     if "prompt_ids" not in batch:
@@ -173,6 +174,9 @@ def comparison_rewards(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -
         past_key_values=cache,
         use_cache=True,
     ).logits
+    empty = completion_mask.sum(1) == 0
+    if empty.any():
+        logits = torch.where(empty[:, None], prompt.logits.repeat_interleave(k, dim=0), logits)
     return logits.squeeze(-1).view(n_prompts, k)
 
 
@@ -268,7 +272,11 @@ class FrozenTrunkCache:
         if self.head_only:  # the token the model's own pooling scores: the rightmost non-pad one
             scored = (torch.arange(ids.shape[1], device=ids.device) * (ids != self.pad_token_id)).argmax(-1)
             rows = torch.arange(len(ids), device=ids.device)
-            self.hidden.update(zip(keys, seen[-1][rows, scored]))  # the shared layout's 2nd call: completions
+            last = seen[-1][rows, scored]  # the shared layout's 2nd call: completions
+            if "prompt_ids" in batch:  # an empty completion is scored at its (left-padded) prompt's last token
+                empty = ~mask.any(dim=1)
+                last = torch.where(empty[:, None], seen[0][:, -1].repeat_interleave(len(ids) // len(seen[0]), 0), last)
+            self.hidden.update(zip(keys, last))
         elif "prompt_ids" in batch:  # two calls: prompts [B, P], then completions [B·K, C] on their KV cache
             prompts, completions = seen
             prompt_mask, k = batch["prompt_mask"].bool(), len(ids) // len(prompts)
@@ -335,8 +343,8 @@ def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizer
     else:
         prompt = tokenizer.encode(example["prompt"], add_special_tokens=False)
         completions = [tokenizer.encode(c, add_special_tokens=False) for c in example["completions"]]
-    if any(len(ids) == 0 for ids in completions):
-        raise ValueError(f"an empty completion (no tokens) in the comparison with prompt {example['prompt']!r:.80}")
+    if not prompt and any(len(ids) == 0 for ids in completions):
+        raise ValueError(f"an empty completion after an empty prompt: nothing to score (completions {example['completions']!r:.80})")
     return {"prompt_ids": prompt, "completion_ids": completions}
 
 
