@@ -102,3 +102,8 @@ def test_real_embedded_model_loads_with_distinct_pad():
     with torch.no_grad():
         logits = model(**ids).logits[0, -1]
     assert tokenizer.decode(logits.argmax()).strip() == "Paris"
+
+
+def test_entry_points_sample_on_this_process_device():
+    expected = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    assert models.inference_device() == expected

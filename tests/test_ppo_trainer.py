@@ -99,7 +99,9 @@ def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path, penalize_
 
 @pytest.mark.parametrize("task", ["sentiment", None])
 @pytest.mark.parametrize("stop_at_eos", [True, False])
-def test_stop_at_eos_hides_what_follows_the_eos_from_the_reward(tiny_tokenizer, tmp_path, monkeypatch, task, stop_at_eos):
+def test_stop_at_eos_hides_what_follows_the_eos_from_the_reward(
+    tiny_tokenizer, tmp_path, monkeypatch, task, stop_at_eos
+):
     eos, word = tiny_tokenizer.eos_token_id, tiny_tokenizer.encode(" cat")[0]
     sampled = torch.tensor([word, word, eos, word, word, word])
     monkeypatch.setattr(

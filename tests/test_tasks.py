@@ -95,8 +95,9 @@ def test_task_without_truncate_token_keeps_whole_responses_unless_stopping_at_eo
 def test_stop_at_eos_needs_an_eos_token(tiny_tokenizer):
     tokenizer = copy.deepcopy(tiny_tokenizer)
     tokenizer.eos_token = None
+    task = dataclasses.replace(TASKS["sentiment"], stop_at_eos=True)
     with pytest.raises(ValueError, match="task 'sentiment' stops at EOS, but the tokenizer has no eos_token_id"):
-        truncate_responses(torch.tensor([[5] * 24]), dataclasses.replace(TASKS["sentiment"], stop_at_eos=True), tokenizer)
+        truncate_responses(torch.tensor([[5] * 24]), task, tokenizer)
 
 
 def test_clean_cnndm_headers():

@@ -1,6 +1,6 @@
 """The quickstart: the paper's mock-sentiment experiment (§3.1.1) in miniature, offline, on the embedded model.
 
-    ziegler-trl quickstart                 # ρ = SmolLM2-135M-Instruct, about 12 minutes on 2 CPU cores
+    ziegler-trl quickstart                 # ρ = SmolLM2-135M-Instruct, about 15 minutes on 2 CPU cores
     ziegler-trl quickstart --smoke         # a tiny random model, a couple of minutes: checks the plumbing
 
 Stages (each saved under the output folder; rerunning the same command resumes after the last finished stage):
@@ -9,21 +9,22 @@ Stages (each saved under the output folder; rerunning the same command resumes a
 2. labels    K = 4 continuations per query from ρ; the simulated labeler (VADER sentiment, the paper's mock
              human) picks the most positive, and skips a comparison without a unique most positive one;
              comparisons and answers live in a SQLite LabelStore.
-3. reward    BestOfKRewardTrainer on ρ's frozen trunk (head only, lr 1e-2, four epochs), normalised to mean 0 /
-             std 1 on ρ's samples before and after.
-4. policy    ZieglerPPOTrainer with the adaptive KL controller, reward = the trained reward model, 512 episodes.
+3. reward    BestOfKRewardTrainer training the top 2 blocks, final norm and head of ρ's copy (lr 2e-3, two epochs),
+             normalised to mean 0 / std 1 on ρ's samples before and after.
+4. policy    ZieglerPPOTrainer with the adaptive KL controller, reward = the trained reward model, 448 episodes.
 5. report    held-out queries: labeler score of π vs ρ (with 95% CIs), 2-way preference of π over ρ, final KL vs
              target; report.md and PNG plots.
 
-Miniature vs the paper: queries of 32 tokens instead of 64; the reward model trains its head only on ρ's frozen
-trunk (~200 labels, four epochs, instead of every weight on 5k labels once: at this label count the frozen trunk
-generalises as well as trained top blocks) and the policy its top blocks (`trainable_top_layers`); the paper's KL
-target of 6 nats over 512 episodes instead of 1M, so that a 2-core CPU finishes, with the controller's horizon cut to
-match (64 episodes instead of 10,000). Two PPO settings differ because the run is short (both measured, see the
-README): GAE λ = 1 instead of 0.95 (the zero-initialised value head has learned nothing yet, so λ < 1 mostly
-discounts the reward for early tokens), and no −1 penalty for a response without "." in tokens 16-24 (ρ meets that
-rule in 44 of 100 samples, and with the penalty PPO spends the run's KL on the rule instead of on sentiment; the
-truncation itself is kept). Every other rule is the paper's.
+Miniature vs the paper: queries of 32 tokens instead of 64; the reward model trains its top 2 blocks on ~210 labels
+(two epochs, instead of every weight on 5k labels once) and the policy its top 4 (`trainable_top_layers`); the
+paper's KL target of 6 nats over 448 episodes instead of 1M, so that a 2-core CPU finishes, with the controller's
+horizon cut to match (64 episodes instead of 10,000). Two PPO settings differ because the run is short (both
+measured, see the README): GAE λ = 1 instead of 0.95 (the zero-initialised value head has learned nothing yet, so
+λ < 1 mostly discounts the reward for early tokens), and no −1 penalty for a response without "." in tokens 16-24
+(ρ meets that rule in 44 of 100 samples, and with the penalty PPO spends the run's KL on the rule instead of on
+sentiment; the truncation itself is kept). One rule is added because ρ is an instruct model: a response ends at its
+end-of-turn token, `<|im_end|>` (`stop_at_eos`); with the paper's fixed length PPO learned to end the story and
+open a chat turn, which VADER scores as positive. Every other rule is the paper's.
 """
 
 from __future__ import annotations
@@ -62,14 +63,14 @@ class QuickstartConfig:
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
     query_length: int = field(default=32, metadata={"help": "Query tokens (the paper: 64)."})
     passages_per_opening: int = field(
-        default=3, metadata={"help": "Continuations of each opening sampled by ρ (3: about 130 distinct queries)."}
+        default=3, metadata={"help": "Continuations of each opening sampled by ρ (3: about 110 distinct queries)."}
     )
     passage_tokens: int = field(default=56, metadata={"help": "Length of each sampled passage."})
     held_out_queries: int = field(default=40, metadata={"help": "Queries kept out of labeling and PPO."})
     num_comparisons: int = field(
-        default=384,
-        metadata={"help": "Best-of-K comparisons labeled from ρ (about 3 in 4 are answered; each costs ~0.6 s of "
-                  "sampling on 2 CPU cores). Measured on a GPU, 4 seeds of 256 gave π preferred in 53-66 of 100."},
+        default=352,
+        metadata={"help": "Best-of-K comparisons labeled from ρ (about 3 in 4 are answered; each costs ~0.66 s of "
+                  "sampling on 2 CPU cores). More labels, a stronger effect: see benchmarks/quickstart_variants.py."},
     )
     k: int = field(default=4, metadata={"help": "Completions per comparison."})
     labeler_temperature: float = field(default=0.0, metadata={"help": "0: the labeler picks the argmax."})
@@ -94,7 +95,7 @@ class QuickstartConfig:
     )
     reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
     reward_epochs: float = field(
-        default=2.0, metadata={"help": "Reward model epochs (the paper: 1 epoch of 5k labels; here 2 of ~300)."}
+        default=2.0, metadata={"help": "Reward model epochs (the paper: 1 epoch of 5k labels; here 2 of ~210)."}
     )
     ppo_episodes: int = field(default=448, metadata={"help": "PPO episodes (28 updates of 16)."})
     ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update (rollout batch)."})
@@ -103,8 +104,8 @@ class QuickstartConfig:
     )
     init_kl_coef: float = field(
         default=0.15,
-        metadata={"help": "Initial β (the paper's 0.15). The KL starts at 0, below target, so β first shrinks; "
-                  "from 0.1 it fell to ~0.05 before the KL reached 6, and the KL then overshot the target."},
+        metadata={"help": "Initial β (the paper's 0.15). The KL starts at 0, below target, so β first shrinks: from "
+                  "0.15 the KL ended at 5.0 of 6 in 448 episodes, from 0.1 at 5-10 (7.4 on average) in 512."},
     )
     kl_target: float = field(default=6.0, metadata={"help": "KL target in nats (the paper's sentiment run: 6)."})
     kl_horizon: int = field(
@@ -124,12 +125,13 @@ class QuickstartConfig:
     )
     stop_at_eos: bool = field(
         default=True,
-        metadata={"help": "End every response (and query passage) before ρ's EOS, <|im_end|>, the instruct model's end "
-                  "of turn. Without it (the paper's fixed length) PPO learned to end the story and open a chat turn, "
-                  "which VADER scores as positive: 61 of 100 of π's samples held <|im_end|>."},
+        metadata={"help": "End every response (and query passage) before ρ's EOS, <|im_end|>, the instruct "
+                  "model's end of turn. Without it (the paper's fixed length) PPO learned to end the story and open "
+                  "a chat turn, which VADER scores as positive: 61 of 100 of π's samples held <|im_end|>."},
     )
     eval_samples_per_query: int = field(
-        default=8, metadata={"help": "Samples per held-out query from π and ρ (8: ~300 comparisons, CI ≈ ±6 points)."}
+        default=8,
+        metadata={"help": "Samples per held-out query from π and ρ (8: ~220 comparisons, CI ≈ ±6.5 points)."},
     )
 
     def __post_init__(self):

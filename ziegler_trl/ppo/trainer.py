@@ -243,9 +243,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
     def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
         """The TaskSpec responses are sampled and cut by: the task's, with the config's overrides; or a bare one
         (no truncate token: whole responses, cut at EOS only with `stop_at_eos`)."""
-        overrides = {
-            k: getattr(args, k) for k in ("response_length", "temperature", "stop_at_eos") if getattr(args, k) is not None
-        }
+        names = ("response_length", "temperature", "stop_at_eos")
+        overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         if args.task:
             return dataclasses.replace(get_task(args.task), **overrides)
         if args.response_length is None or args.temperature is None:

@@ -344,7 +344,9 @@ def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizer
         prompt = tokenizer.encode(example["prompt"], add_special_tokens=False)
         completions = [tokenizer.encode(c, add_special_tokens=False) for c in example["completions"]]
     if not prompt and any(len(ids) == 0 for ids in completions):
-        raise ValueError(f"an empty completion after an empty prompt: nothing to score (completions {example['completions']!r:.80})")
+        raise ValueError(
+            f"an empty completion after an empty prompt: nothing to score (completions {example['completions']!r:.80})"
+        )
     return {"prompt_ids": prompt, "completion_ids": completions}
 
 
