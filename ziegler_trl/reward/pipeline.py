@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate.utils import DistributedType
 from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, TrlParser
@@ -86,13 +87,16 @@ def train_reward_model(
 
     # Under `accelerate launch` every rank samples its share of ρ's samples; normalisation fits on all of them.
     state = training_args.distributed_state
+    # On this rank's GPU, unless DeepSpeed / FSDP shard the model because a whole copy may not fit there.
+    sharded = state.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    device = "cpu" if sharded else inference_device()
     rho_prompts, rho_completions = rho_samples or ([], [])
     if script_args.normalize_samples and not rho_prompts:
         # ρ answers the label prompts (the reward model's view of a query), wrapped in the task's prefix/suffix.
         prompts = list(dict.fromkeys(labels["prompt"]))[: script_args.normalize_samples]
         prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
         prompts = prompts[state.process_index :: state.num_processes]
-        policy = load_policy(model_name, tokenizer).to(inference_device())
+        policy = load_policy(model_name, tokenizer).to(device)
         queries = []
         for prompt in prompts:
             ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)
@@ -102,9 +106,7 @@ def train_reward_model(
         rho_prompts, rho_completions = prompts, [texts[0] for texts in samples.texts(tokenizer)]
         del policy
     if script_args.normalize_samples:
-        metrics["normalize_before"] = normalize_reward_model(
-            model.to(inference_device()), tokenizer, rho_prompts, rho_completions
-        )
+        metrics["normalize_before"] = normalize_reward_model(model.to(device), tokenizer, rho_prompts, rho_completions)
 
     peft_config = get_peft_config(model_args) if model_args is not None else None
     if peft_config is not None:
