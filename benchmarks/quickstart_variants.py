@@ -76,8 +76,8 @@ def main() -> None:
         parser.error(f"--variant takes NAME=OPTIONS, got {args.variant}")
     runs = {f"{name}_s{seed}": [*shlex.split(options), "--seed", str(seed)] for name, options in variants
             for seed in args.seeds}
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // len(runs))))
     jobs = args.jobs or len(runs)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // min(jobs, len(runs)))))
     print(f"{len(runs)} quickstart runs, {jobs} at a time, under {args.out}", flush=True)
     with ThreadPoolExecutor(jobs) as pool:
         done = list(pool.map(lambda item: run_variant(*item, args.out, args.fp32, args.timeout), runs.items()))
