@@ -107,3 +107,17 @@ def test_real_embedded_model_loads_with_distinct_pad():
 def test_entry_points_sample_on_this_process_device():
     expected = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     assert models.inference_device() == expected
+
+
+def test_sampling_dtype_explicit_auto_and_invalid(monkeypatch):
+    assert models.sampling_dtype("cpu", "float32") is torch.float32
+    assert models.sampling_dtype("cpu", "bfloat16") is torch.bfloat16
+    with pytest.raises(ValueError, match=r"sampling dtype must be 'auto', 'float32' or 'bfloat16', got 'fp16'"):
+        models.sampling_dtype("cpu", "fp16")
+    # auto: bf16 only where the CPU has bf16 instructions (an emulated bf16 is slower than fp32)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert models.sampling_dtype("cpu") is torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert models.sampling_dtype(torch.device("cpu")) is torch.bfloat16
+    assert models.sampling_dtype("meta") is torch.float32

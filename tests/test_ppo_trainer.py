@@ -120,6 +120,34 @@ def test_stop_at_eos_hides_what_follows_the_eos_from_the_reward(
     assert torch.equal(rollout["responses"].cpu(), sampled.repeat(4, 1))  # KL still covers every sampled token
 
 
+@pytest.mark.parametrize(("sampling_dtype", "autocast"), [("float32", None), ("bfloat16", torch.bfloat16)])
+def test_rollouts_sample_in_the_sampling_dtype_and_score_in_fp32(
+    tiny_tokenizer, tmp_path, monkeypatch, sampling_dtype, autocast
+):
+    from ziegler_trl.ppo import trainer as trainer_module
+
+    seen = []
+
+    def generate(model, queries, *args):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return generate_responses(model, queries, *args)
+
+    generate_responses = trainer_module.generate_responses
+    monkeypatch.setattr(trainer_module, "generate_responses", generate)
+    trainer = make_trainer(tiny_tokenizer, tmp_path, sampling_dtype=sampling_dtype)
+    rollout = trainer._rollout([trainer.train_dataset[i] for i in range(4)])
+    assert seen == [autocast]
+    # only `generate` runs in bf16: log-probs, values and the KL stay fp32 and finite
+    for key in ("logprobs", "values", "rewards"):
+        assert rollout[key].dtype == torch.float32 and torch.isfinite(rollout[key]).all(), key
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_unknown_sampling_dtype_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"sampling_dtype must be one of \('auto', 'float32', 'bfloat16'\), got 'half'"):
+        ZieglerPPOConfig(output_dir=str(tmp_path), sampling_dtype="half")
+
+
 def test_three_updates_move_beta_toward_the_target(tiny_tokenizer, tmp_path):
     trainer = make_trainer(tiny_tokenizer, tmp_path, num_ppo_epochs=4, learning_rate=1e-2, kl_target=0.05)
     assert trainer.args.max_steps == 12

@@ -27,6 +27,8 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     assert 0.0 <= results["win_rate_pi_over_rho"][0] <= 1.0
     assert 0.0 <= results["tie_fraction"] <= 1.0
     assert f"{results['tie_fraction']:.0%} of the pairs score the same" in text
+    assert results["sampling_dtype"] in ("bfloat16", "float32")
+    assert f"the evaluation's samples) ran in {results['sampling_dtype']}." in text
     store = LabelStore(out / "labels.sqlite")
     n_answers = len(store.answers())
     assert n_answers == len(store.comparison_ids()) == 16
@@ -44,3 +46,10 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     with pytest.raises(ValueError, match=r"holds a run made with other settings \(seed: 0 → 1\)"):
         run_quickstart(QuickstartConfig(smoke=True, output_dir=str(out), seed=1))
     assert json.loads((out / "stages.json").read_text()) == stages
+
+
+def test_quickstart_refuses_an_unknown_sampling_dtype():
+    from ziegler_trl.quickstart import QuickstartConfig
+
+    with pytest.raises(ValueError, match=r"sampling_dtype must be one of \('auto', 'float32', 'bfloat16'\), got 'fp16'"):
+        QuickstartConfig(sampling_dtype="fp16")

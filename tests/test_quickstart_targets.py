@@ -27,3 +27,13 @@ def test_every_target_met():
 def test_each_target_can_be_missed_alone(results, seconds, missed):
     met = [met for *_, met in target_checks(results, seconds)]
     assert met == [i != missed for i in range(4)]
+
+
+def test_final_kl_is_the_mean_of_the_last_64_episodes():
+    from ziegler_trl.quickstart import final_kl
+
+    updates = [{"objective/kl": kl} for kl in (0.0, 1.0, 5.0, 6.0, 7.0, 10.0)]
+    assert final_kl(updates, episodes_per_update=16) == pytest.approx((5 + 6 + 7 + 10) / 4)
+    assert final_kl(updates, episodes_per_update=32) == pytest.approx((7 + 10) / 2)
+    assert final_kl(updates[:1], episodes_per_update=16) == 0.0  # a run shorter than the window: all of it
+    assert final_kl([], episodes_per_update=16) != final_kl([], episodes_per_update=16)  # NaN: no update logged

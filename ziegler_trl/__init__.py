@@ -33,6 +33,7 @@ from .models import (
     load_reward_model,
     load_tokenizer,
     resolve_model_path,
+    sampling_dtype,
 )
 from .ppo import (
     AdaptiveKLCallback,

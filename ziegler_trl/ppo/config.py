@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl.trainer.base_config import _BaseConfig
 
+from ..models import SAMPLING_DTYPES
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 
 
@@ -46,6 +47,13 @@ class ZieglerPPOConfig(_BaseConfig):
         metadata={"help": "A response without the task's truncate token in its window scores the task's "
                   "penalty_reward (-1) instead of the reward (the paper). False: it is scored like any other, so "
                   "a short run spends no KL on the rule (a miniature's choice when ρ rarely meets it)."},
+    )
+    sampling_dtype: str = field(
+        default="float32",
+        metadata={"help": "Precision of the rollouts' sampling alone (autocast around `generate`): 'float32', "
+                  "'bfloat16', or 'auto' (bfloat16 where the CPU/GPU computes it natively). Log-probs, values, "
+                  "KL, rewards and updates keep the training precision. bf16 samples 1.5x faster on a 2-core "
+                  "AVX512-BF16 CPU. Under bf16 mixed precision sampling is bf16 anyway."},
     )
     rollout_forward_batch_size: int = field(
         default=32, metadata={"help": "Rows per no-grad forward pass (policy, reference, reward) during rollouts."}
@@ -124,6 +132,8 @@ class ZieglerPPOConfig(_BaseConfig):
         warn_if_slow_bf16(self.bf16)
         if self.kl_control not in ("adaptive", "fixed"):
             raise ValueError(f"kl_control must be 'adaptive' or 'fixed', got {self.kl_control!r}")
+        if self.sampling_dtype not in SAMPLING_DTYPES:
+            raise ValueError(f"sampling_dtype must be one of {SAMPLING_DTYPES}, got {self.sampling_dtype!r}")
         for name in ("num_ppo_epochs", "num_mini_batches", "rollout_forward_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

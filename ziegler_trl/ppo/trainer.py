@@ -44,6 +44,7 @@ from ..models import (
     load_policy,
     load_reward_model,
     load_tokenizer,
+    sampling_dtype,
     score_head,
     shares_bottom_blocks,
 )
@@ -331,6 +332,14 @@ class ZieglerPPOTrainer(_BaseTrainer):
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as wrapper:
             yield wrapper.policy
 
+    def _sampling_precision(self) -> contextlib.AbstractContextManager:
+        """Autocast to `args.sampling_dtype` around `generate` (nothing for float32: the training precision holds)."""
+        device = self.accelerator.device
+        dtype = sampling_dtype(device, self.args.sampling_dtype)
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=dtype)
+
     def _forward_reference(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frozen_hidden: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -377,7 +386,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         queries = [row["query_ids"] for row in rows]
         # Mixed precision (bf16 on GPUs) for sampling and every frozen forward too, not only the training step.
         with self.accelerator.autocast():
-            with self._policy_for_generation() as policy:
+            with self._policy_for_generation() as policy, self._sampling_precision():
                 responses = generate_responses(policy, queries, self.sampling_task, pad).to(device)
 
             query_ids, query_mask = pad_left(queries, pad)
