@@ -293,12 +293,15 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
 FINAL_KL_EPISODES = 64
 
 
+def final_kl_window(updates: list[dict], episodes_per_update: int) -> list[dict]:
+    """The logged updates covering the run's last FINAL_KL_EPISODES (all of them in a shorter run)."""
+    return updates[-math.ceil(FINAL_KL_EPISODES / episodes_per_update) :]
+
+
 def final_kl(updates: list[dict], episodes_per_update: int) -> float:
-    """Mean `objective/kl` (KL(π‖ρ) per response, nats) of the updates covering the run's last FINAL_KL_EPISODES."""
-    if not updates:
-        return float("nan")
-    window = updates[-math.ceil(FINAL_KL_EPISODES / episodes_per_update) :]
-    return sum(u["objective/kl"] for u in window) / len(window)
+    """Mean `objective/kl` (KL(π‖ρ) per response, nats) over `final_kl_window`; NaN when nothing was logged."""
+    window = final_kl_window(updates, episodes_per_update)
+    return sum(u["objective/kl"] for u in window) / len(window) if window else float("nan")
 
 
 def evaluate(cfg: QuickstartConfig, model: str, root: Path) -> dict:
@@ -335,7 +338,7 @@ def evaluate(cfg: QuickstartConfig, model: str, root: Path) -> dict:
         # equal VADER scores (mostly both neutral, 0.0): the argmax labeler then picks by the shuffled order
         "tie_fraction": sum(a == b for a, b in zip(scores["pi"], scores["rho"])) / len(diffs),
         "final_kl": final_kl(updates, cfg.ppo_batch_size),
-        "final_kl_updates": min(len(updates), math.ceil(FINAL_KL_EPISODES / cfg.ppo_batch_size)),
+        "final_kl_updates": len(final_kl_window(updates, cfg.ppo_batch_size)),
         "last_update_kl": updates[-1]["objective/kl"] if updates else float("nan"),
         "kl_target": cfg.kl_target,
         "final_kl_coef": updates[-1].get("objective/kl_coef") if updates else float("nan"),
