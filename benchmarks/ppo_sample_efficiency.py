@@ -11,6 +11,8 @@ the normalised reward model, so the −1 validity penalty weighs the same as wit
         --set ppo_lr=5e-4 trainable_top_layers=2
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards zvader --episodes 512 \\
         --set gae_lambda=0.95 validity_penalty=True --ppo-set cliprange=0.1
+    python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards rm --episodes 448 \\
+        --set reward_shaping=potential gae_lambda=0.95 seed=1
 
 Each variant trains from ρ with the run's settings except `ppo_episodes` and the `--set` overrides (any
 QuickstartConfig field) and `--ppo-set` ones (any other ZieglerPPOConfig field, e.g. `cliprange`). On a 2-core CPU a variant costs about 0.7 s per episode plus 45 s of evaluation
@@ -52,7 +54,10 @@ def parse_overrides(pairs: list[str], config=QuickstartConfig, option: str = "--
         name, _, value = pair.partition("=")
         if name not in fields or not value:
             raise SystemExit(f"{option} {pair!r}: expected field=value with a {config.__name__} field")
-        overrides[name] = json.loads(value) if value not in ("True", "False") else value == "True"
+        try:  # numbers, true/false, quoted strings; a bare word is a string
+            overrides[name] = json.loads(value) if value not in ("True", "False") else value == "True"
+        except json.JSONDecodeError:
+            overrides[name] = value
     return overrides
 
 
@@ -75,6 +80,10 @@ def main() -> None:
     settings = json.loads((run / "config.json").read_text())
     model = str(run / "smoke-model") if settings["smoke"] else settings["model"]
     overrides = parse_overrides(args.set)
+    shaping = {**settings, **overrides}.get("reward_shaping", QuickstartConfig.reward_shaping)
+    if shaping == "potential" and set(args.rewards) - {"rm"}:
+        raise SystemExit("--rewards vader/zvader score whole texts, with no reward of each prefix to shape: "
+                         "run them with --set reward_shaping=none")
     ppo_overrides = parse_overrides(args.ppo_set, ZieglerPPOConfig, "--ppo-set")
     rows = []
     for reward in args.rewards:

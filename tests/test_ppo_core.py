@@ -11,6 +11,7 @@ from ziegler_trl.ppo.core import (
     per_token_rewards,
     policy_loss,
     position_ids_from_mask,
+    potential_shaping,
     value_loss,
     whiten,
 )
@@ -26,6 +27,21 @@ def test_per_token_reward_layout_kl_everywhere_score_at_last():
     torch.testing.assert_close(kl_part, expected_kl)
     torch.testing.assert_close(rewards[:, :-1], expected_kl[:, :-1])
     torch.testing.assert_close(rewards[:, -1], torch.tensor([2.0, -1.2]))
+
+
+def test_potential_shaping_credits_each_token_with_its_change_of_score():
+    logprobs = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, -1.0]])
+    ref_logprobs = torch.tensor([[-1.5, -1.0, -0.5], [-2.0, -1.0, -3.0]])
+    # Φ(s_0..s_3): row 0 a whole response (Φ(s_3) is its score), row 1 one cut after 1 token (Φ constant after it)
+    # and penalised to −1, which replaces Φ(s_T)
+    potentials = torch.tensor([[0.5, 1.0, 1.0, 2.0], [0.2, -0.4, -0.4, -0.4]])
+    scores = torch.tensor([2.0, -1.0])
+    shaping = potential_shaping(scores, potentials)
+    torch.testing.assert_close(shaping, torch.tensor([[0.5, 0.0, 1.0], [-0.6, 0.0, -0.6]]))
+    torch.testing.assert_close(shaping.sum(dim=1), scores - potentials[:, 0])  # r(x, y) − Φ(s_0)
+    rewards, kl_part = per_token_rewards(scores, logprobs, ref_logprobs, 0.1, potentials)
+    torch.testing.assert_close(rewards, kl_part + shaping)
+    torch.testing.assert_close(kl_part, torch.tensor([[-0.05, 0.1, 0.0], [-0.1, 0.0, -0.2]]))
 
 
 def test_gae_matches_hand_computation():

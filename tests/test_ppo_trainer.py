@@ -15,6 +15,7 @@ from ziegler_trl.ppo import (
     ZieglerPPOTrainer,
 )
 from ziegler_trl.ppo.core import logprobs_from_logits
+from ziegler_trl.reward.scoring import score_prefixes, score_sequences
 from ziegler_trl.sampling import pad_left, sampling_config
 
 PROMPTS = ["The cat sat", "A happy dog ran in", "She was", "I love this wonderful", "The rain", "He laughed", "It", "Nothing happened"]
@@ -402,16 +403,56 @@ def test_reward_from_the_cache_reads_each_truncated_response_at_its_last_token(t
         *_, hidden = trainer.model(input_ids, attention_mask, 8, return_frozen_hidden=True)
         lengths = trainer._rollout_layout_lengths(rows, responses, truncated)
         assert lengths.tolist() == [8, 3, 0, 5]
-        cached = trainer._score_from_frozen_hidden(hidden, attention_mask, lengths)
-    full = trainer._score([r["reward_ids"] for r in rows], truncated)
-    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+        potentials = trainer._potentials_from_frozen_hidden(hidden, attention_mask, lengths)
+    reward_ids = [r["reward_ids"] for r in rows]
+    full = trainer._score(reward_ids, truncated)
+    torch.testing.assert_close(potentials[:, -1], full, atol=1e-5, rtol=0)
     assert len(set(full.tolist())) == 4
+    # every prefix: column t scores the query and the first t tokens, past the response's end its whole score
+    torch.testing.assert_close(potentials, score_prefixes(trainer.reward_model, reward_ids, truncated, pad),
+                               atol=1e-5, rtol=0)
+    cut = truncated[1].tolist()
+    by_prefix = score_sequences(trainer.reward_model, [reward_ids[1] + cut[:t] for t in range(4)], pad)
+    torch.testing.assert_close(potentials[1], torch.cat([by_prefix, by_prefix[-1:].repeat(5)]), atol=1e-5, rtol=0)
+    assert len(set(by_prefix.tolist())) == 4
 
     inner_pad = truncated.clone()
     inner_pad[1, 1] = pad  # the reward model's sequence drops it: not the rollout's layout
     assert trainer._rollout_layout_lengths(rows, responses, inner_pad) is None
     prefixed = [{**r, "reward_ids": r["reward_ids"][1:]} for r in rows]  # e.g. a task prefix
     assert trainer._rollout_layout_lengths(prefixed, responses, truncated) is None
+
+
+def test_potential_shaping_spreads_the_score_and_keeps_the_return_from_the_first_token(tiny_tokenizer, tmp_path):
+    """reward_shaping='potential': R_t = −β·KL_t + Φ(s_{t+1}) − Φ(s_t), so a response's rewards sum to its KL part
+    plus r(x, y) − Φ(s_0) (Φ(s_0): the query alone); the same from cached hidden states as from whole forwards."""
+    rollouts = {}
+    for cache in (True, False):
+        policy = _frozen_bottom_llama(tiny_tokenizer)
+        trainer = make_trainer(tiny_tokenizer, tmp_path, name=f"shaped-{cache}", model=policy, reward_fn=None,
+                               reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy),
+                               reward_shaping="potential", cache_frozen_blocks=cache, response_length=8)
+        rows = [trainer.train_dataset[i] for i in range(4)]
+        torch.manual_seed(0)
+        rollout = trainer._rollout(rows)
+        assert trainer._metrics["ppo/reward_cached_blocks"] == [2 if cache else 0]
+        rollouts[cache] = rollout["rewards"]
+    pad = tiny_tokenizer.pad_token_id
+    with torch.no_grad():
+        ref_logits = trainer._forward_reference(rollout["input_ids"], rollout["attention_mask"])
+    kl_part = -0.1 * (rollout["logprobs"] - logprobs_from_logits(ref_logits, rollout["responses"], 0.7))
+    reward_ids = [r["reward_ids"] for r in rows]
+    scores = score_sequences(trainer.reward_model, [q + r.tolist() for q, r in zip(reward_ids, rollout["responses"])], pad)
+    start = score_sequences(trainer.reward_model, reward_ids, pad)
+    shaped = rollout["rewards"] - kl_part
+    torch.testing.assert_close(shaped.sum(dim=1), scores - start, atol=1e-5, rtol=0)
+    assert (shaped[:, :-1].abs() > 1e-4).all()  # the score is spread over the tokens, not put at the last one
+    torch.testing.assert_close(rollouts[True], rollouts[False], atol=1e-5, rtol=0)
+
+    with pytest.raises(ValueError, match="reward_shaping='potential' scores every prefix .* give a reward_model"):
+        make_trainer(tiny_tokenizer, tmp_path, reward_shaping="potential")
+    with pytest.raises(ValueError, match="reward_shaping must be one of .* got 'dense'"):
+        ZieglerPPOConfig(output_dir=str(tmp_path), reward_shaping="dense")
 
 
 def test_reward_model_with_other_bottom_blocks_or_outputs_is_scored_whole(tiny_tokenizer, tmp_path, caplog):

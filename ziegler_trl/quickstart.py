@@ -121,6 +121,13 @@ class QuickstartConfig:
         metadata={"help": "Adaptive controller horizon in episodes (the paper: 10,000 over 1M): short enough that β "
                   "holds the target within a 512-episode run (256 let the KL overshoot to twice the target)."},
     )
+    reward_shaping: str = field(
+        default="none",
+        metadata={"help": "'none' (the paper): the reward model's score at the last token. 'potential': each token "
+                  "earns the change it made to the score of the response so far (use with gae_lambda 0.95). On one "
+                  "reward model, PPO reruns: shaped 61.3-72.0% preferred over 4 runs, unshaped 61.0 / 70.7%; in "
+                  "both the preference follows the KL the run spent (4.8 nats: 62%, 8.4: 72%), not the shaping."},
+    )
     gae_lambda: float = field(
         default=1.0,
         metadata={"help": "GAE λ (the paper: 0.95 over 1M episodes; in a few hundred the zero-initialised value "
@@ -268,7 +275,8 @@ def train_policy(
         output_dir=str(root / "policy"), task="sentiment", per_device_train_batch_size=micro,
         gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes,
         learning_rate=cfg.ppo_lr, kl_control="adaptive", init_kl_coef=cfg.init_kl_coef, kl_target=cfg.kl_target,
-        kl_horizon=cfg.kl_horizon, lam=cfg.gae_lambda, penalize_invalid=cfg.validity_penalty,
+        kl_horizon=cfg.kl_horizon, lam=cfg.gae_lambda, reward_shaping=cfg.reward_shaping,
+        penalize_invalid=cfg.validity_penalty,
         stop_at_eos=cfg.stop_at_eos, sampling_dtype=cfg.sampling_dtype, seed=cfg.seed,
         report_to="none", save_strategy="no", logging_steps=4,
         num_completions_to_print=2, dataloader_pin_memory=False,

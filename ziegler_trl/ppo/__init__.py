@@ -6,6 +6,7 @@ from .core import (
     logprobs_from_logits,
     per_token_rewards,
     policy_loss,
+    potential_shaping,
     value_loss,
     whiten,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "logprobs_from_logits",
     "per_token_rewards",
     "policy_loss",
+    "potential_shaping",
     "value_loss",
     "whiten",
 ]

@@ -10,6 +10,8 @@ from trl.trainer.base_config import _BaseConfig
 from ..models import SAMPLING_DTYPES
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 
+REWARD_SHAPINGS = ("none", "potential")
+
 
 @dataclass
 class ZieglerPPOConfig(_BaseConfig):
@@ -70,6 +72,14 @@ class ZieglerPPOConfig(_BaseConfig):
         default=True,
         metadata={"help": "Scale per-token rewards by their minibatch std before GAE (the mean is kept). On for the "
                   "style tasks, off for summarization."},
+    )
+    reward_shaping: str = field(
+        default="none",
+        metadata={"help": "'none' (the paper): r(x, y) at the last token. 'potential': spread it over the tokens as "
+                  "Φ(s_{t+1}) − Φ(s_t), Φ(s_t) = the reward model's score of the query and the first t response "
+                  "tokens (read from the same forward); the return from the first token is r(x, y) − Φ(s_0), so the "
+                  "optimal policy is unchanged while each token is credited with the change of score it made. Needs "
+                  "a reward_model (not a reward_fn). Use with λ < 1, which is what makes the credit local."},
     )
     # KL penalty
     kl_control: str = field(
@@ -134,6 +144,8 @@ class ZieglerPPOConfig(_BaseConfig):
             raise ValueError(f"kl_control must be 'adaptive' or 'fixed', got {self.kl_control!r}")
         if self.sampling_dtype not in SAMPLING_DTYPES:
             raise ValueError(f"sampling_dtype must be one of {SAMPLING_DTYPES}, got {self.sampling_dtype!r}")
+        if self.reward_shaping not in REWARD_SHAPINGS:
+            raise ValueError(f"reward_shaping must be one of {REWARD_SHAPINGS}, got {self.reward_shaping!r}")
         for name in ("num_ppo_epochs", "num_mini_batches", "rollout_forward_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

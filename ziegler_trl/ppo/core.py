@@ -29,16 +29,38 @@ def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def per_token_rewards(
-    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kl_coef: float
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    kl_coef: float,
+    potentials: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """R_t = −β·(log π(y_t) − log ρ(y_t)) at every position, plus r(x, y) at the last position (eq. 2).
 
-    `scores` [B] already hold the penalty (−1) for invalid responses. Returns (rewards [B, T], the KL part alone).
+    With `potentials` [B, T+1] the score is spread over the tokens instead (`potential_shaping`). `scores` [B]
+    already hold the penalty (−1) for invalid responses. Returns (rewards [B, T], the KL part alone).
     """
     kl_penalty = -kl_coef * (logprobs - ref_logprobs)
-    rewards = kl_penalty.clone()
-    rewards[:, -1] += scores
+    if potentials is None:
+        rewards = kl_penalty.clone()
+        rewards[:, -1] += scores
+    else:
+        rewards = kl_penalty + potential_shaping(scores, potentials)
     return rewards, kl_penalty
+
+
+def potential_shaping(scores: torch.Tensor, potentials: torch.Tensor) -> torch.Tensor:
+    """Potential-based shaping of the score (Ng, Harada & Russell 1999), [B, T]:
+
+        F_t = Φ(s_{t+1}) − Φ(s_t),  t = 0 … T−1,  with Φ(s_T) := r(x, y)
+
+    where Φ(s_t) (`potentials[:, t]`) is the reward model's score of the query and the response's first t tokens.
+    Σ_t F_t = r(x, y) − Φ(s_0): with γ = 1 every return changes by a constant of the query alone, so the optimal
+    policy is the paper's, while each token is credited with the change of score it made rather than the whole
+    episode's (far less noise when a few hundred episodes must train the policy).
+    """
+    potentials = torch.cat([potentials[:, :-1], scores.to(potentials.dtype)[:, None]], dim=1)
+    return potentials[:, 1:] - potentials[:, :-1]
 
 
 def whiten(values: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:

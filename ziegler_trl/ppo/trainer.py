@@ -48,7 +48,7 @@ from ..models import (
     score_head,
     shares_bottom_blocks,
 )
-from ..reward.scoring import reward_sequence, score_sequences, score_texts
+from ..reward.scoring import reward_sequence, score_prefixes, score_sequences, score_texts
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
 from ..tasks import TaskSpec, format_query, get_task, truncate_responses
 from .config import ZieglerPPOConfig
@@ -133,6 +133,9 @@ class ZieglerPPOTrainer(_BaseTrainer):
             raise ImportError("log_completions=True prints its table with `rich`: pip install rich, or set log_completions=False")
         if (reward_model is None) == (reward_fn is None):
             raise ValueError("Give exactly one of `reward_model` (a scalar classifier) and `reward_fn` (a callable)")
+        if args.reward_shaping == "potential" and reward_model is None:
+            raise ValueError("reward_shaping='potential' scores every prefix of a response with the reward model's "
+                             "head: give a reward_model, or reward_shaping='none' with a reward_fn")
         if not isinstance(train_dataset, Dataset):
             raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}")
         name = model if isinstance(model, str) else model.config._name_or_path
@@ -412,22 +415,16 @@ class ZieglerPPOTrainer(_BaseTrainer):
 
             truncated, valid = truncate_responses(responses.cpu(), self.sampling_task, self.processing_class)
             reward_ids = [row["reward_ids"] for row in rows]
-            lengths = None
-            if frozen_hidden is not None and self._reward_cached_blocks:
-                lengths = self._rollout_layout_lengths(rows, responses, truncated)
-            if lengths is None:
-                raw_scores = self._score(reward_ids, truncated).to(device)
-            else:
-                raw_scores = self._score_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
-                if not self._reward_cache_checked:
-                    raw_scores = self._check_reward_cache(self._score(reward_ids, truncated).to(device), raw_scores)
+            raw_scores, potentials, from_cache = self._score_rollout(
+                rows, responses, truncated, attention_mask, frozen_hidden
+            )
         if self.task is not None and self.args.penalize_invalid:
             scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, self.task.penalty_reward))
         else:
             scores = raw_scores
 
         kl_coef = self.kl_controller.value
-        rewards, kl_penalty = per_token_rewards(scores, logprobs, ref_logprobs, kl_coef)
+        rewards, kl_penalty = per_token_rewards(scores, logprobs, ref_logprobs, kl_coef, potentials)
         sequence_kl = (logprobs - ref_logprobs).sum(dim=1)
         local = torch.stack([
             sequence_kl.mean(), (-logprobs.sum(dim=1)).mean(), scores.mean(), (scores + kl_penalty.sum(dim=1)).mean(),
@@ -451,7 +448,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
             "objective/scores": mean_score, "objective/score_total": score_total,
             "objective/valid_fraction": valid_frac, "ppo/val/mean": mean_value,
             "ppo/cached_frozen_blocks": wrapper.cached_blocks,  # > 0: the epochs skip these blocks
-            "ppo/reward_cached_blocks": self._reward_cached_blocks if lengths is not None else 0,
+            "ppo/reward_cached_blocks": self._reward_cached_blocks if from_cache else 0,
         }
         for key, value in metrics.items():
             self._metrics[key].append(value)
@@ -485,15 +482,44 @@ class ZieglerPPOTrainer(_BaseTrainer):
             return None  # a pad token sampled inside a response: the reward model's sequence drops it
         return lengths
 
-    def _score_from_frozen_hidden(
+    def _score_rollout(
+        self,
+        rows: list[dict],
+        responses: torch.Tensor,
+        truncated: torch.Tensor,
+        attention_mask: torch.Tensor,
+        frozen_hidden: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """(r(x, y) [B], Φ [B, T+1] of every prefix under `reward_shaping="potential"` else None, whether the reward
+        model ran from the policy's cached hidden states)."""
+        device = attention_mask.device
+        reward_ids = [row["reward_ids"] for row in rows]
+        shaping = self.args.reward_shaping == "potential"
+        lengths = None
+        if frozen_hidden is not None and self._reward_cached_blocks:
+            lengths = self._rollout_layout_lengths(rows, responses, truncated)
+        if lengths is not None:
+            potentials = self._potentials_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
+            if self._reward_cache_checked or self._check_reward_cache(
+                self._score(reward_ids, truncated).to(device), potentials[:, -1]
+            ):
+                return potentials[:, -1], potentials if shaping else None, True
+        if shaping:
+            potentials = score_prefixes(self.reward_model, reward_ids, truncated, self.processing_class.pad_token_id,
+                                        self.args.rollout_forward_batch_size).to(device)
+            return potentials[:, -1], potentials, False
+        return self._score(reward_ids, truncated).to(device), None, False
+
+    def _potentials_from_frozen_hidden(
         self, frozen_hidden: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
-        """r(x, y) from the policy's hidden states entering block n, the reward model's too (same bottom blocks):
-        it runs its blocks n.. over the rollout rows, and its head reads each truncated response's last token (by
-        causality nothing after it counts)."""
+        """Φ [B, T+1], the reward of every prefix (column t: the query and the first t response tokens; past the
+        truncated response's end, its whole score), from the policy's hidden states entering block n, the reward
+        model's too (same bottom blocks): it runs its blocks n.. over the rollout rows and its head reads every
+        position from the query's last token on (by causality nothing after a position counts)."""
         model = self.reward_model
-        last = attention_mask.shape[1] - self.response_length - 1 + lengths.to(attention_mask.device)
-        scores = []
+        first = attention_mask.shape[1] - self.response_length - 1  # the query's last token: Φ(s_0)
+        potentials = []
         with blocks_from(model, self._reward_cached_blocks):
             for start in range(0, len(lengths), self.args.rollout_forward_batch_size):
                 chunk = slice(start, start + self.args.rollout_forward_batch_size)
@@ -502,13 +528,14 @@ class ZieglerPPOTrainer(_BaseTrainer):
                     inputs_embeds=frozen_hidden[chunk], attention_mask=mask,
                     position_ids=position_ids_from_mask(mask), use_cache=False,
                 ).last_hidden_state
-                picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last[chunk]]
-                scores.append(score_head(model)(picked).squeeze(-1).float())
-        return torch.cat(scores)
+                potentials.append(score_head(model)(hidden[:, first:]).squeeze(-1).float())
+        potentials = torch.cat(potentials)
+        steps = torch.arange(potentials.shape[1], device=potentials.device)
+        return potentials.gather(1, torch.minimum(steps, lengths.to(potentials.device)[:, None]))
 
-    def _check_reward_cache(self, full: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
+    def _check_reward_cache(self, full: torch.Tensor, cached: torch.Tensor) -> bool:
         """Once per run: the reward model from cached hidden states must score like its own forward, else it runs
-        whole from now on. Returns the scores to use."""
+        whole from now on. Returns whether the cached scores stand."""
         self._reward_cache_checked = True
         error, scale = (full - cached).abs().max().item(), max(full.abs().max().item(), 1.0)
         if error > 1e-3 * scale:
@@ -517,8 +544,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 f"hidden states scores differently from its own forward (max |Δ| = {error:.3g}); it runs whole instead"
             )
             self._reward_cached_blocks = 0
-            return full
-        return cached
+            return False
+        return True
 
     @torch.no_grad()
     def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor):

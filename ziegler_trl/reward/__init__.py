@@ -8,5 +8,5 @@ from .normalization import (
     normalize_reward_model,
     restore_reward_bias,
 )
-from .scoring import reward_sequence, score_sequences, score_texts
+from .scoring import reward_sequence, score_prefixes, score_sequences, score_texts
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer, DataCollatorForBestOfK

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..models import score_head
+
 
 def reward_sequence(query_ids: Sequence[int], response_ids: Sequence[int], pad_token_id: int) -> list[int]:
     """query ‖ response with the response's pad tokens dropped."""
@@ -41,6 +43,34 @@ def score_sequences(
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         scores.append(logits[:, 0].float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+@torch.no_grad()
+def score_prefixes(
+    model: PreTrainedModel,
+    query_ids: Sequence[Sequence[int]],
+    responses: torch.Tensor,
+    pad_token_id: int,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Reward of every prefix, float32 CPU [N, T+1] for responses [N, T]: column t scores the query followed by the
+    first t tokens the reward model reads of the response (`reward_sequence`: pads dropped); past the response's
+    end, its whole score. One forward per sequence: a causal reward model's head read at every position."""
+    device = next(model.parameters()).device
+    base = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
+    head = score_head(base)
+    sequences = [reward_sequence(q, r.tolist(), pad_token_id) for q, r in zip(query_ids, responses)]
+    width = responses.shape[1] + 1
+    rows = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        input_ids, attention_mask = pad_right(chunk, pad_token_id)
+        hidden = base.base_model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+        scores = head(hidden.last_hidden_state).squeeze(-1).float().cpu()
+        for row, (query, sequence) in enumerate(zip(query_ids[start : start + batch_size], chunk)):
+            positions = (len(query) - 1 + torch.arange(width)).clamp(max=len(sequence) - 1)
+            rows.append(scores[row, positions])
+    return torch.stack(rows) if rows else torch.zeros(0, width)
 
 
 def score_texts(
