@@ -324,3 +324,27 @@ def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_dif
     for name, weight in trainer.model.named_parameters():
         if weight.requires_grad:
             torch.testing.assert_close(weight, full_weights[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("peft", [False, True])
+def test_score_prefixes_scores_every_prefix_like_score_sequences(tiny_tokenizer, peft):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForSequenceClassification
+
+    from tests.conftest import tiny_config
+    from ziegler_trl.reward.scoring import score_prefixes, score_sequences
+
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(tiny_config(tiny_tokenizer, num_hidden_layers=2, num_labels=1))
+    if peft:  # active adapters must count, as in the model's own forward
+        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj"],
+                                                 init_lora_weights=False))
+    pad = tiny_tokenizer.pad_token_id
+    queries, responses = [[5, 6, 7], [8, 9]], torch.tensor([[10, 11, pad], [12, 13, 14]])
+    prefixes = score_prefixes(model, queries, responses, pad)
+    assert prefixes.shape == (2, 4)
+    by_prefix = [score_sequences(model, [q + r.tolist()[:t] for t in range(4)], pad) for q, r in zip(queries, responses)]
+    torch.testing.assert_close(prefixes[1], by_prefix[1], atol=1e-5, rtol=0)
+    # the first response ends after 2 tokens: its later columns hold its whole score
+    torch.testing.assert_close(prefixes[0], torch.cat([by_prefix[0][:3], by_prefix[0][2:3]]), atol=1e-5, rtol=0)
+    assert len(set(prefixes[1].tolist())) == 4

@@ -58,6 +58,8 @@ def score_prefixes(
     end, its whole score. One forward per sequence: a causal reward model's head read at every position."""
     device = next(model.parameters()).device
     base = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
+    if hasattr(base, "get_base_model"):  # PEFT: its adapters stay active inside the base's modules
+        base = base.get_base_model()
     head = score_head(base)
     sequences = [reward_sequence(q, r.tolist(), pad_token_id) for q, r in zip(query_ids, responses)]
     width = responses.shape[1] + 1
