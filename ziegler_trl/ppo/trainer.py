@@ -500,10 +500,11 @@ class ZieglerPPOTrainer(_BaseTrainer):
             lengths = self._rollout_layout_lengths(rows, responses, truncated)
         if lengths is not None:
             potentials = self._potentials_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
-            if self._reward_cache_checked or self._check_reward_cache(
-                self._score(reward_ids, truncated).to(device), potentials[:, -1]
-            ):
+            full = None if self._reward_cache_checked else self._score(reward_ids, truncated).to(device)
+            if full is None or self._check_reward_cache(full, potentials[:, -1]):
                 return potentials[:, -1], potentials if shaping else None, True
+            if not shaping:  # the check's own whole-model scores serve this rollout
+                return full, None, False
         if shaping:
             potentials = score_prefixes(self.reward_model, reward_ids, truncated, self.processing_class.pad_token_id,
                                         self.args.rollout_forward_batch_size).to(device)
