@@ -28,6 +28,10 @@ def test_smoke_quickstart_runs_every_stage_and_resumes(tmp_path):
     assert 0.0 <= results["tie_fraction"] <= 1.0
     assert f"{results['tie_fraction']:.0%} of the pairs score the same" in text
     assert results["sampling_dtype"] in ("bfloat16", "float32")
+    # PPO ran at the configured constant learning rate (a linear decay would log a smaller one at the 2nd update).
+    log = json.loads((out / "ppo_log.json").read_text())
+    rates = [row["learning_rate"] for row in log if "learning_rate" in row]
+    assert len(rates) >= 2 and set(rates) == {QuickstartConfig().ppo_lr}
     assert f"the evaluation's samples) ran in {results['sampling_dtype']}." in text
     store = LabelStore(out / "labels.sqlite")
     n_answers = len(store.answers())
@@ -53,3 +57,10 @@ def test_quickstart_refuses_an_unknown_sampling_dtype():
 
     with pytest.raises(ValueError, match=r"sampling_dtype must be one of \('auto', 'float32', 'bfloat16'\), got 'fp16'"):
         QuickstartConfig(sampling_dtype="fp16")
+
+
+def test_quickstart_refuses_an_unknown_lr_scheduler():
+    from ziegler_trl.quickstart import QuickstartConfig
+
+    with pytest.raises(ValueError, match=r"ppo_lr_scheduler must be one of \['linear', .*'constant'.*\], got 'const'"):
+        QuickstartConfig(ppo_lr_scheduler="const")
