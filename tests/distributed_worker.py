@@ -57,7 +57,7 @@ def main(model_dir: str, out: Path) -> None:
         output_dir=str(out / "ppo"), task="sentiment", response_length=8, per_device_train_batch_size=8 // world,
         total_episodes=16, init_kl_coef=0.2, kl_target=6.0, kl_horizon=100, learning_rate=1e-4, seed=0,
         report_to="none", save_strategy="no", logging_steps=1, log_completions=False, dataloader_pin_memory=False,
-        use_cpu=True,
+        use_cpu=True, whiten_rewards=False,  # 8 // world episodes per process: below the paper's minimum of 8
     )
     ppo = ZieglerPPOTrainer(
         model_dir, args=ppo_args, train_dataset=Dataset.from_dict({"prompt": prompts}),

@@ -4,8 +4,11 @@ import math
 
 import pytest
 import torch
+from transformers import get_scheduler
 
+from ziegler_trl.ppo import ZieglerPPOConfig
 from ziegler_trl.ppo.core import (
+    explained_variance,
     gae,
     logprobs_from_logits,
     per_token_rewards,
@@ -15,6 +18,7 @@ from ziegler_trl.ppo.core import (
     value_loss,
     whiten,
 )
+from ziegler_trl.ppo.lr_schedule import hold_within_updates
 from ziegler_trl.ppo.tf_adam import TFAdam
 
 
@@ -112,3 +116,49 @@ def test_tf_adam_first_step_puts_epsilon_outside_bias_correction():
     torch.optim.Adam([torch_param], lr=0.1, eps=1e-5).step()
     # PyTorch: lr · m̂/(√v̂ + ε) = lr · g/(g + ε) = 0.0909, almost 4× larger
     assert 1.0 - torch_param.item() == pytest.approx(0.1 * g / (g + 1e-5), rel=1e-6)
+
+
+def test_explained_variance_counts_a_constant_offset_as_error():
+    returns = torch.tensor([[1.0, 2.0, 3.0, 6.0]])  # Var = 3.5
+    var = returns.var(unbiased=False).item()
+    assert explained_variance(0.0, var) == 1.0
+    # V = G + 1: E[(V − G)²] = 1 → 1 − 1/3.5 (1 − Var(G − V)/Var(G) would say 1.0)
+    assert explained_variance(((returns + 1 - returns) ** 2).mean().item(), var) == pytest.approx(1 - 1 / 3.5)
+    assert explained_variance(var, var) == pytest.approx(0.0)  # predicting the mean explains nothing
+
+
+def _linear(steps: int, steps_per_update: int):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.6)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=steps)
+    return optimizer, hold_within_updates(scheduler, steps_per_update)
+
+
+def _rates(optimizer, scheduler, n: int) -> list[float]:
+    rates = []
+    for _ in range(n):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_linear_decay_held_within_each_update_and_resumed_exactly(tmp_path):
+    # 3 updates of 2 optimizer steps: lr·(1 − u/3) for u = 0, 1, 2, as the paper's code
+    optimizer, scheduler = _linear(6, 2)
+    assert _rates(optimizer, scheduler, 6) == pytest.approx([0.6, 0.6, 0.4, 0.4, 0.2, 0.2])
+    optimizer, scheduler = _linear(6, 2)
+    _rates(optimizer, scheduler, 2)  # a checkpoint after the first update, saved and loaded as the Trainer does
+    torch.save(scheduler.state_dict(), tmp_path / "scheduler.pt")
+    torch.save(optimizer.state_dict(), tmp_path / "optimizer.pt")
+    optimizer, scheduler = _linear(6, 2)
+    optimizer.load_state_dict(torch.load(tmp_path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(tmp_path / "scheduler.pt", weights_only=True))
+    assert _rates(optimizer, scheduler, 4) == pytest.approx([0.4, 0.4, 0.2, 0.2])
+
+
+def test_per_update_schedule_rejects_warmup(tmp_path):
+    with pytest.raises(ValueError, match=r"warmup_steps=2 with lr_schedule_per_update: the whole first PPO update"):
+        ZieglerPPOConfig(output_dir=str(tmp_path), warmup_steps=2, per_device_train_batch_size=8, report_to=[])
+    config = ZieglerPPOConfig(output_dir=str(tmp_path), warmup_steps=2, lr_schedule_per_update=False,
+                              per_device_train_batch_size=8, report_to=[])
+    assert config.warmup_steps == 2

@@ -26,6 +26,7 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
         f"output_dir: {tmp_path / 'out'}\nper_device_train_batch_size: 2\nnum_ppo_epochs: 2\ntotal_episodes: 12\n"
         "response_length: 20\nsave_steps: 2\nreport_to: none\nlog_completions: false\nkl_horizon: 8\nkl_target: 0.01\n"
         "trainable_top_layers: 1\n"  # the bottom block frozen: the PPO epochs and ρ reuse its output under DDP
+        "whiten_rewards: false\n"  # 2 episodes per process: below the paper's minimum of 8 for whitening
     )
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launcher = [str(ACCELERATE), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",

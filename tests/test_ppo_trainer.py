@@ -37,6 +37,7 @@ def make_trainer(tokenizer, tmp_path, name="ppo", model=None, reward_fn=length_r
         "num_ppo_epochs": 2, "response_length": 6, "temperature": 0.7, "total_episodes": 12, "learning_rate": 3e-3,
         "init_kl_coef": 0.1, "kl_target": 0.5, "kl_horizon": 8, "report_to": [], "save_strategy": "no", "seed": 0,
         "log_completions": False, "disable_tqdm": True,
+        "whiten_rewards": False,  # minibatches of 4: below the 8 the paper's code asserts for whitening
     }
     config.update(overrides)
     trainer_kwargs = {

@@ -27,6 +27,17 @@ def test_book_query_starts_after_first_period_and_ends_at_last(tiny_tokenizer):
     assert format_query("no sentence end here", "sentiment", tiny_tokenizer) is None
 
 
+def test_book_text_whose_only_period_is_its_last_token_is_kept_whole(tiny_tokenizer):
+    # The paper's code starts after the first "." unless that is the text's last token: then the text stays whole
+    query = format_query("The cat sat on the mat.", "sentiment", tiny_tokenizer)
+    assert tiny_tokenizer.decode(query.ids) == "The cat sat on the mat."
+    assert tiny_tokenizer.decode(format_query(".", "sentiment", tiny_tokenizer).ids) == "."
+    # ... but a text longer than the budget loses that "." to the cut, and has no sentence end left
+    assert format_query("word " * 80 + "end.", "sentiment", tiny_tokenizer) is None
+    assert format_query("It rained. And then", "sentiment", tiny_tokenizer) is None  # no "." after the first
+    assert format_query("", "sentiment", tiny_tokenizer) is None
+
+
 def test_book_query_respects_budget(tiny_tokenizer):
     text = "x. " + "The cat sat. " * 100
     query = format_query(text, "sentiment", tiny_tokenizer)
@@ -44,6 +55,22 @@ def test_summarization_query_has_prefix_suffix_and_reward_view_has_not(tiny_toke
     assert tiny_tokenizer.decode(query.reward_ids) == "The market fell.\nStocks dropped.\n"
     tldr = format_query("short post", "tldr", tiny_tokenizer)
     assert tiny_tokenizer.decode(tldr.ids) == "short post\n\nTL;DR:"
+
+
+def test_summarization_content_gets_the_whole_query_length_with_prefix_and_suffix_on_top(tiny_tokenizer):
+    # The paper's code cuts the content to query_length, pads it there, and adds prefix/suffix around it
+    suffix = tiny_tokenizer.encode("\n\nTL;DR:", add_special_tokens=False)
+    prefix = tiny_tokenizer.encode("Article:\n\n", add_special_tokens=False)
+    post = " ".join(f"w{i}" for i in range(600))
+    tldr = format_query(post, "tldr", tiny_tokenizer)
+    content = tiny_tokenizer.encode(post, add_special_tokens=False)[:500]
+    assert tldr.reward_ids == content and tldr.ids == content + suffix
+    article = post + "\n" + "tail " * 300
+    cnndm = format_query(article, "cnndm", tiny_tokenizer)
+    assert cnndm.reward_ids == content and cnndm.ids == prefix + content + suffix  # no newline in the budget: cut
+    budget = len(tiny_tokenizer.encode("one\ntwo\n", add_special_tokens=False)) + 1  # reaches into "three"
+    short = format_query("one\ntwo\nthree", dataclasses.replace(TASKS["cnndm"], query_length=budget), tiny_tokenizer)
+    assert tiny_tokenizer.decode(short.reward_ids) == "one\ntwo\n"  # cut at the budget's last newline
 
 
 def test_truncate_after_first_truncate_token_at_or_after_index(tiny_tokenizer):

@@ -10,7 +10,7 @@ Stages (each saved under the output folder; rerunning the same command resumes a
              human) picks the most positive, and skips a comparison without a unique most positive one;
              comparisons and answers live in a SQLite LabelStore.
 3. reward    BestOfKRewardTrainer training the top 2 blocks, final norm and head of ρ's copy (lr 2e-3, two epochs),
-             normalised to mean 0 / std 1 on ρ's samples before and after.
+             normalised to mean 0 / std 1 on raw samples of ρ (not cut at the ".") before and after.
 4. policy    ZieglerPPOTrainer with the adaptive KL controller, reward = the trained reward model, 448 episodes.
 5. report    held-out queries: labeler score of π vs ρ (with 95% CIs), 2-way preference of π over ρ, final KL vs
              target; report.md and PNG plots.
@@ -58,7 +58,7 @@ from .models import (
 from .pipeline import Stages
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from .reward import BestOfKRewardConfig
-from .reward.pipeline import RewardScriptArguments, train_reward_model
+from .reward.pipeline import RewardScriptArguments, sample_rho_for_normalization, train_reward_model
 from .sampling import sample_completions
 from .tasks import TASKS, Query, build_queries
 
@@ -107,7 +107,9 @@ class QuickstartConfig:
         metadata={"help": "Reward model learning rate (a head alone needs 1e-2: 3e-4 left it at chance)."},
     )
     reward_normalize_samples: int = field(
-        default=256, metadata={"help": "ρ samples (one per comparison) the reward is normalised on (the paper: 256)."}
+        default=256,
+        metadata={"help": "Raw ρ samples (drawn afresh, one per comparison's prompt, not cut at the '.') the reward is "
+                  "normalised on (the paper: 256)."},
     )
     reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
     reward_epochs: float = field(
@@ -163,8 +165,8 @@ class QuickstartConfig:
     )
     sampling_dtype: str = field(
         default="auto",
-        metadata={"help": "Precision of every sampling: ρ's query passages and comparisons, PPO's rollouts "
-                  "(autocast around generate) and the evaluation's samples of ρ and π. 'auto': bfloat16 where the "
+        metadata={"help": "Precision of every sampling: ρ's query passages, comparisons and normalisation samples, "
+                  "PPO's rollouts (autocast around generate) and the evaluation's samples of ρ and π. 'auto': bfloat16 where the "
                   "CPU/GPU computes it natively (1.5-1.8x faster on an AVX512-BF16 CPU), else float32; or "
                   "'float32' / 'bfloat16'. Log-probs, KL, rewards, the labeler and training stay float32."},
     )
@@ -266,11 +268,13 @@ def collect_labels(cfg: QuickstartConfig, model: str, root: Path) -> None:
 def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     store = LabelStore(root / "labels.sqlite")
     labels = store.to_dataset(round=0)
-    # The comparisons' completions are samples of ρ at the task temperature (skipped ones too): normalise on the
-    # first of each, so the samples come from different comparisons.
-    comparisons = store.comparisons(round=0)[: cfg.reward_normalize_samples]
-    rho = ([c.prompt for c in comparisons], [c.completions[0] for c in comparisons])
+    # Normalise on fresh raw samples of ρ (the paper's: not cut at the "."; they still end at <|im_end|> under
+    # stop_at_eos), one per comparison's prompt: the stored completions are truncated.
+    prompts = [c.prompt for c in store.comparisons(round=0)[: cfg.reward_normalize_samples]]
     store.close()
+    tokenizer = load_tokenizer(model)
+    torch.manual_seed(cfg.seed)
+    rho = (prompts, sample_rho_for_normalization(_sampler(cfg, model, tokenizer), tokenizer, prompts, _task(cfg)))
     script = RewardScriptArguments(task="sentiment", eval_fraction=0.125,
                                    normalize_samples=len(rho[0]), trainable_top_layers=cfg.reward_top_layers)
     args = BestOfKRewardConfig(

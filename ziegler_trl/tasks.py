@@ -9,13 +9,15 @@ Values follow Ziegler et al. (2019) and its released code (lm-human-preferences 
 | tldr            | 500   | 75       | 0.7 |               | "\\n\\nTL;DR:" | "\\n"           | 55    |
 | cnndm           | 500   | 75       | 0.5 | "Article:\\n\\n" | "\\n\\nTL;DR:" | "\\n"           | 55    |
 
-Book queries start after the first "." of a passage and end at the last "." that fits (start/end text "."), so
-they are whole sentences; CNN/DM articles are cut to the query budget at the last newline; TL;DR posts are cut at
-the budget. A response is cut
-after the first truncate token at index >= truncate_after; a response without one is invalid and scores the
-penalty −1 instead of the reward model's score. With `stop_at_eos` (not the paper's: GPT-2 had no end of turn) a
-response also ends before the tokenizer's first EOS, which makes it valid: an instruct model's `<|im_end|>` ends
-its answer, and what it samples after it (a new chat turn) is no part of the response.
+`query_length` is the content's budget: the policy reads prefix ‖ content ‖ suffix, up to query_length + |prefix| +
+|suffix| tokens, and the reward model the content alone (the paper's code pads the content to query_length and adds
+the prefix and suffix around it). Book queries start after the first "." of a passage and end at the last "." that
+fits (start/end text "."), so they are whole sentences; a passage whose only "." is its last token is kept whole, as
+the paper's code keeps it. CNN/DM articles are cut to the budget at the last newline; TL;DR posts are cut at the
+budget. A response is cut after the first truncate token at index >= truncate_after; a response without one is
+invalid and scores the penalty −1 instead of the reward model's score. With `stop_at_eos` (not the paper's: GPT-2
+had no end of turn) a response also ends before the tokenizer's first EOS, which makes it valid: an instruct model's
+`<|im_end|>` ends its answer, and what it samples after it (a new chat turn) is no part of the response.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class TaskSpec:
     """One task of the paper: how queries are built from raw text and how responses are cut and judged."""
 
     name: str
-    query_length: int
+    query_length: int  # content tokens; the task's prefix and suffix come on top
     response_length: int
     temperature: float
     truncate_token: str
@@ -103,23 +105,37 @@ class Query:
     reward_ids: list[int]
 
 
-def format_query(text: str, task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Query | None:
-    """Turn a raw text into the task's query, or None when the paper's rules reject it.
-
-    Tokens start after the first start token, are cut to the budget (query_length minus prefix and suffix), then
-    cut after the last end token in that budget.
-    """
+def query_from_content(content: list[int], task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Query:
+    """The query whose content tokens are `content`: the policy reads prefix ‖ content ‖ suffix, the reward model
+    the content alone (the paper's `query_formatter`, which joins token lists, never re-encoded text)."""
     task = get_task(task)
     prefix = tokenizer.encode(task.query_prefix, add_special_tokens=False) if task.query_prefix else []
     suffix = tokenizer.encode(task.query_suffix, add_special_tokens=False) if task.query_suffix else []
-    budget = task.query_length - len(prefix) - len(suffix)
+    return Query(ids=prefix + list(content) + suffix, reward_ids=list(content))
+
+
+def format_query(text: str, task: str | TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Query | None:
+    """Turn a raw text into the task's query, or None when the paper's rules reject it (lm-human-preferences
+    `Dataset.tf_dataset`):
+
+    1. with a start token: none in the text → None; else the tokens after the first one, unless it is the text's
+       last token, which keeps the text whole;
+    2. the first `query_length` tokens (the content budget; prefix and suffix are added around it);
+    3. with an end token: cut after the last one in the budget; none there → None (or, for CNN/DM, whose HF release
+       joins paragraphs with spaces, the hard cut is kept: `drop_without_end_text=False`).
+
+    A text that leaves no tokens (an empty string) gives None too: there is nothing to condition on.
+    """
+    task = get_task(task)
     tokens = tokenizer.encode(text, add_special_tokens=False)
     if task.start_text is not None:
         start = single_token_id(tokenizer, task.start_text)
-        if start not in tokens[:-1]:
+        if start not in tokens:
             return None
-        tokens = tokens[tokens.index(start) + 1 :]
-    tokens = tokens[:budget]
+        first = tokens.index(start) + 1
+        if first < len(tokens):
+            tokens = tokens[first:]
+    tokens = tokens[: task.query_length]
     if task.end_text is not None:
         end = single_token_id(tokenizer, task.end_text)
         if end in tokens:
@@ -128,7 +144,7 @@ def format_query(text: str, task: str | TaskSpec, tokenizer: PreTrainedTokenizer
             return None
     if not tokens:
         return None
-    return Query(ids=prefix + tokens + suffix, reward_ids=tokens)
+    return query_from_content(tokens, task, tokenizer)
 
 
 def truncate_responses(

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 
 from trl.trainer.base_config import _BaseConfig
 
+from ..errors import UserInputError
 from ..models import SAMPLING_DTYPES
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 
 REWARD_SHAPINGS = ("none", "potential")
+# The paper's code asserts a per-process minibatch of at least 8 episodes when rewards are whitened ("insufficient
+# for whitening" below that); its summarization runs, 32 episodes on 8 processes (4 each), turn whitening off.
+MIN_WHITEN_MINIBATCH = 8
 
 
 @dataclass
@@ -71,7 +75,8 @@ class ZieglerPPOConfig(_BaseConfig):
     whiten_rewards: bool = field(
         default=True,
         metadata={"help": "Scale per-token rewards by their minibatch std before GAE (the mean is kept). On for the "
-                  "style tasks, off for summarization."},
+                  f"style tasks, off for summarization. Needs >= {MIN_WHITEN_MINIBATCH} episodes per minibatch on each "
+                  "process (per_device_train_batch_size × gradient_accumulation_steps), as the paper's code asserts."},
     )
     reward_shaping: str = field(
         default="none",
@@ -98,6 +103,14 @@ class ZieglerPPOConfig(_BaseConfig):
                   "num_ppo_epochs × num_mini_batches. None: use max_steps or num_train_epochs."},
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate (linearly decayed to 0)."})
+    lr_schedule_per_update: bool = field(
+        default=True,
+        metadata={"help": "Step the learning-rate schedule once per PPO update: every optimizer step of an update "
+                  "uses the rate of the update's first step, so 'linear' gives lr·(1 − u/n_updates) at update u, as "
+                  "the paper's code. False: the Trainer's schedule stepped at every optimizer step. Applies to the "
+                  "step schedules (all but reduce_lr_on_plateau and greedy); excludes warmup, which would hold "
+                  "the whole first update at rate 0."},
+    )
     adam_epsilon: float = field(default=1e-5, metadata={"help": "Adam ε (the paper's code: 1e-5)."})
     tf_adam: bool = field(
         default=False,
@@ -150,6 +163,20 @@ class ZieglerPPOConfig(_BaseConfig):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         super().__post_init__()
+        minibatch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if self.whiten_rewards and minibatch < MIN_WHITEN_MINIBATCH:
+            raise UserInputError(
+                f"whiten_rewards needs at least {MIN_WHITEN_MINIBATCH} episodes per minibatch on each process, as the "
+                f"paper's code asserts; per_device_train_batch_size × gradient_accumulation_steps = "
+                f"{self.per_device_train_batch_size} × {self.gradient_accumulation_steps} = {minibatch}. Raise them, or "
+                "set whiten_rewards=False (as the paper's summarization runs do)"
+            )
+        if self.lr_schedule_per_update and self.warmup_steps > 0:
+            raise UserInputError(
+                f"warmup_steps={self.warmup_steps} with lr_schedule_per_update: the whole first PPO update would train "
+                "at the warmup's starting rate 0. Set warmup_steps=0 (the paper has no warmup) or "
+                "lr_schedule_per_update=False to warm up per optimizer step"
+            )
         if self.total_episodes is not None:
             self.max_steps = math.ceil(self.total_episodes / self.rollout_batch_size) * self.steps_per_update
         if self.save_strategy == "steps" and self.save_steps >= 1 and int(self.save_steps) % self.steps_per_update:

@@ -117,6 +117,10 @@ def value_loss(
     return loss, stats
 
 
-def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 − Var(G − V)/Var(G)."""
-    return 1.0 - (targets - predictions).var(unbiased=False) / targets.var(unbiased=False).clamp(min=1e-8)
+def explained_variance(value_error: float, returns_var: float) -> float:
+    """1 − E[(V − G)²]/Var(G), the paper's `ppo/val/var_explained`, from the mean squared value error and the
+    (population) variance of the returns, each averaged over minibatches and processes before the ratio is taken.
+
+    Unlike 1 − Var(G − V)/Var(G), a value function off by a constant does not count as explaining the returns.
+    """
+    return 1.0 - value_error / max(returns_var, 1e-8)

@@ -46,3 +46,12 @@ class TFAdam(torch.optim.Optimizer):
                 step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
                 param.addcdiv_(m, v.sqrt().add_(group["eps"]), value=-step_size)
         return loss
+
+
+def tf_adam_for(model: torch.nn.Module, args) -> TFAdam:
+    """TFAdam over `model`'s trainable parameters with a Trainer config's learning rate, betas, ε and weight decay
+    (what `create_optimizer` builds when the config's `tf_adam` is on)."""
+    return TFAdam(
+        [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay,
+    )

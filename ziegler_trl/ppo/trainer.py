@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import torch
 from datasets import Dataset
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -70,9 +71,10 @@ from .kl_control import (
     load_controller,
     save_controller,
 )
+from .lr_schedule import hold_within_updates
 from .policy_value import PolicyAndValue
 from .rollout_sampler import RolloutSampler
-from .tf_adam import TFAdam
+from .tf_adam import tf_adam_for
 
 logger = logging.getLogger(__name__)
 
@@ -579,13 +581,14 @@ class ZieglerPPOTrainer(_BaseTrainer):
                     rewards = whiten(rewards, shift_mean=False)
                 advantages, returns = gae(rewards, rollout["values"][minibatch], args.gamma, args.lam)
                 advantages = whiten(advantages)
+                returns_var = returns.var(unbiased=False)  # the minibatch's, as the paper logs it (not a micro-batch's)
                 for part in range(0, size, micro):
                     rows = minibatch[part : part + micro]
                     micro_batch = {
                         "input_ids": rollout["input_ids"][rows], "attention_mask": rollout["attention_mask"][rows],
                         "responses": rollout["responses"][rows], "old_logprobs": rollout["logprobs"][rows],
                         "old_values": rollout["values"][rows], "advantages": advantages[part : part + micro],
-                        "returns": returns[part : part + micro],
+                        "returns": returns[part : part + micro], "returns_var": returns_var,
                     }
                     if self._frozen_hidden is not None:  # sliced in compute_loss: no copy per epoch held here
                         micro_batch["rows"] = rows
@@ -615,8 +618,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 "ppo/policy/approxkl": pg_stats["approxkl"], "ppo/policy/clipfrac": pg_stats["clipfrac"],
                 "ppo/policy/entropy": entropy(logits, self.temperature).mean(),
                 "ppo/val/vpred": vf_stats["vpred"], "ppo/val/error": vf_stats["error"],
-                "ppo/val/clipfrac": vf_stats["clipfrac"], "ppo/val/var_explained": explained_variance(vpred, returns),
-                "ppo/returns/mean": returns.mean(), "ppo/returns/var": returns.var(unbiased=False),
+                "ppo/val/clipfrac": vf_stats["clipfrac"],
+                "ppo/returns/mean": returns.mean(), "ppo/returns/var": inputs["returns_var"],
             }
             values = self.accelerator.reduce(torch.stack([v.float() for v in stats.values()]), reduction="mean")
         for key, value in zip(stats, values.tolist()):
@@ -636,16 +639,21 @@ class ZieglerPPOTrainer(_BaseTrainer):
     def create_optimizer(self, model=None):
         if not self.args.tf_adam or self.optimizer is not None:
             return super().create_optimizer(model)
-        params = [p for p in (model or self.model).parameters() if p.requires_grad]
-        self.optimizer = TFAdam(
-            params, lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
-            eps=self.args.adam_epsilon, weight_decay=self.args.weight_decay,
-        )
+        self.optimizer = tf_adam_for(model or self.model, self.args)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        created = self.lr_scheduler is None  # a scheduler the user passed in `optimizers` is left as given
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if created and self.args.lr_schedule_per_update and isinstance(scheduler, LambdaLR):
+            hold_within_updates(scheduler, self.args.steps_per_update)
+        return scheduler
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs.update({key: sum(values) / len(values) for key, values in self._metrics.items() if values})
         self._metrics.clear()
+        if "ppo/val/error" in logs:  # from the window's averages, as the paper's code computes it
+            logs["ppo/val/var_explained"] = explained_variance(logs["ppo/val/error"], logs["ppo/returns/var"])
         if self._window["episodes"]:
             now = time.perf_counter()
             logs["episodes"] = self._episodes

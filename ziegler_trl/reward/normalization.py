@@ -75,7 +75,8 @@ def normalize_reward_model(
 ) -> tuple[float, float]:
     """Score samples of ρ (prompt i with completion i), fit (gain, bias), fold them into the model; return them.
 
-    The paper runs this before and after reward training on 256-512 samples from ρ at the task temperature.
+    The paper runs this before and after reward training on 256-512 samples from ρ at the task temperature, raw:
+    the whole fixed-length responses, not cut at the truncate token (`reward.pipeline.sample_rho_for_normalization`).
     Under several processes the statistics are computed over all ranks' samples.
     """
     was_training = model.training

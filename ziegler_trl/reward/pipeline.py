@@ -1,19 +1,24 @@
 """The reward-model stage as one call: labels → normalise on ρ → train one epoch → normalise → save.
 
 Steps follow lm-human-preferences' train_reward: sample `normalize_samples` responses from ρ at the task temperature
-(or reuse given ρ samples); normalise the fresh reward model on them (mean 0, std 1); train on the labels; normalise
+(or take given ρ samples); normalise the fresh reward model on them (mean 0, std 1); train on the labels; normalise
 again on the same ρ samples; save a folder that `ziegler_trl.load_reward_model` loads as a normalised model.
+
+The ρ samples are raw: the whole fixed-length response, not cut at the task's truncate token, because the paper's
+code (and its PyTorch port) normalises on ρ's untruncated responses while PPO scores truncated ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate.utils import DistributedType
 from datasets import Dataset
-from transformers import set_seed
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from trl import ModelConfig, TrlParser
 from trl.trainer.utils import get_peft_config
 
@@ -25,7 +30,7 @@ from ..models import (
     load_tokenizer,
 )
 from ..sampling import RANK_SEED_STRIDE, sample_completions
-from ..tasks import Query, get_task
+from ..tasks import TaskSpec, get_task, query_from_content
 from .labels import load_label_dataset
 from .normalization import normalize_reward_model
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
@@ -42,7 +47,9 @@ class RewardScriptArguments:
     num_train: int | None = field(default=None, metadata={"help": "Use at most this many labels for training."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Fraction of labels held out for evaluation."})
     normalize_samples: int = field(
-        default=256, metadata={"help": "Samples from ρ used to normalise the reward (0 disables normalisation)."}
+        default=256,
+        metadata={"help": "Samples from ρ used to normalise the reward, raw (not cut at the truncate token) as in the "
+                  "paper's code (0 disables normalisation)."},
     )
     sampling_batch_size: int = field(default=16, metadata={"help": "Queries per generate call for ρ samples."})
     trainable_top_layers: int | None = field(
@@ -50,6 +57,22 @@ class RewardScriptArguments:
         metadata={"help": "Train only the top N transformer blocks and the head (a CPU compute knob; the paper "
                   "trains all weights). None: train everything."},
     )
+
+
+def sample_rho_for_normalization(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    task: str | TaskSpec,
+    batch_size: int = 16,
+) -> list[str]:
+    """One raw sample of ρ (`policy`) per prompt, the reward model's view of a query that ρ reads inside the task's
+    prefix/suffix, at the task temperature: the whole response, not cut at the truncate token (the paper's
+    normalisation samples). Under the task's `stop_at_eos` it still ends at EOS: what follows is no response."""
+    raw = dataclasses.replace(get_task(task), truncate_token="")
+    queries = [query_from_content(tokenizer.encode(p, add_special_tokens=False), raw, tokenizer) for p in prompts]
+    samples = sample_completions(policy, tokenizer, queries, raw, k=1, batch_size=batch_size)
+    return [texts[0] for texts in samples.texts(tokenizer)]
 
 
 def train_reward_model(
@@ -61,8 +84,8 @@ def train_reward_model(
 ) -> dict:
     """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder).
 
-    `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ (e.g.
-    the completions of the comparisons) replaces fresh sampling for normalisation. `model_args` with `use_peft`:
+    `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ, raw as
+    `sample_rho_for_normalization` draws them, replaces fresh sampling for normalisation. `model_args` with `use_peft`:
     LoRA adapters (a sequence-classification task, so the head trains with them); saved merged by default.
     The reward model starts from ρ = `model_args.model_name_or_path` ('embedded', SmolLM2, when unset).
     """
@@ -97,13 +120,9 @@ def train_reward_model(
         prompts = (prompts * (script_args.normalize_samples // len(prompts) + 1))[: script_args.normalize_samples]
         prompts = prompts[state.process_index :: state.num_processes]
         policy = load_policy(model_name, tokenizer).to(device)
-        queries = []
-        for prompt in prompts:
-            ids = tokenizer.encode(task.query_prefix + prompt + task.query_suffix, add_special_tokens=False)
-            queries.append(Query(ids=ids, reward_ids=tokenizer.encode(prompt, add_special_tokens=False)))
         set_seed(training_args.seed + state.process_index * RANK_SEED_STRIDE)
-        samples = sample_completions(policy, tokenizer, queries, task, k=1, batch_size=script_args.sampling_batch_size)
-        rho_prompts, rho_completions = prompts, [texts[0] for texts in samples.texts(tokenizer)]
+        rho_prompts = prompts
+        rho_completions = sample_rho_for_normalization(policy, tokenizer, prompts, task, script_args.sampling_batch_size)
         del policy
     if script_args.normalize_samples:
         metrics["normalize_before"] = normalize_reward_model(model.to(device), tokenizer, rho_prompts, rho_completions)

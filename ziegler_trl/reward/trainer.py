@@ -33,6 +33,7 @@ from ..models import (
     load_tokenizer,
     transformer_layers,
 )
+from ..ppo.tf_adam import tf_adam_for
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 from ..sampling import pad_left
 from .labels import validate_label_rows
@@ -60,6 +61,11 @@ class BestOfKRewardConfig(RewardConfig):
         default=5e-5, metadata={"help": "Adam learning rate (lm-human-preferences: 5e-5 style, 2.5e-5 summarization)."}
     )
     adam_epsilon: float = field(default=1e-5, metadata={"help": "Adam epsilon (the paper's code uses 1e-5)."})
+    tf_adam: bool = field(
+        default=False,
+        metadata={"help": "Use TensorFlow-style Adam (ε outside the bias correction), the optimizer the paper's code "
+                  "trained its reward models with; PyTorch's Adam makes much larger early updates."},
+    )
     lr_scheduler_type: str = field(default="linear", metadata={"help": "Linear decay to 0 over the run (the paper)."})
     per_device_train_batch_size: int = field(
         default=8, metadata={"help": "Comparisons (not sequences) per device per step; each holds K completions."}
@@ -391,6 +397,12 @@ class BestOfKRewardTrainer(RewardTrainer):
         sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled  # the cache's model edit needs whole weights
         use_cache = args.cache_frozen_trunk and not sharded and FrozenTrunkCache.applies(unwrapped)
         self._trunk_cache = FrozenTrunkCache(unwrapped) if use_cache else None
+
+    def create_optimizer(self, model=None):
+        if not self.args.tf_adam or self.optimizer is not None:
+            return super().create_optimizer(model)
+        self.optimizer = tf_adam_for(model or self.model, self.args)
+        return self.optimizer
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         model = self.accelerator.unwrap_model(self.model)
