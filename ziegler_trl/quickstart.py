@@ -265,7 +265,7 @@ def collect_labels(cfg: QuickstartConfig, model: str, root: Path) -> None:
 
 def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     store = LabelStore(root / "labels.sqlite")
-    labels = store.to_dataset(round=0)
+    labels = store.training_dataset("quickstart reward_model", round=0)  # from now on no undo in round 0
     # The comparisons' completions are samples of ρ at the task temperature (skipped ones too): normalise on the
     # first of each, so the samples come from different comparisons.
     comparisons = store.comparisons(round=0)[: cfg.reward_normalize_samples]
