@@ -103,8 +103,10 @@ def collect_round(
 
     Comparisons are stored `batch_size` queries at a time, each batch in one transaction; a rerun finds the ones
     already stored (never re-sampled), samples only the rest, and asks the labeler only for answers it has not
-    given, so a kill at any point repeats no paid-for label and leaves no half comparison. With a human labeler
-    and `wait=False`, returns once the comparisons are stored and assigned; answers arrive through the web app.
+    given. The labeler answers `labeler.batch_size` comparisons per call and the store commits each batch before
+    the next call, so a kill at any point repeats at most one batch of labeler calls and leaves no half
+    comparison. With a human labeler and `wait=False`, returns once the comparisons are stored and assigned;
+    answers arrive through the web app.
     """
     task = get_task(task)
     ids = store.comparison_ids(round=round, task=task.name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from trl import ModelConfig
 
 from .collection import collect_round
+from .errors import UserInputError
 from .labeling import HumanLabeler, LabelStore, SentimentLabeler
 from .models import inference_device, load_policy, load_tokenizer
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
@@ -97,13 +98,24 @@ def _policy_path(cfg: PipelineConfig, root: Path, round_: int) -> str:
     return cfg.model if round_ == 0 else str(root / f"policy_round{round_ - 1}")
 
 
+def require_labelers(cfg: PipelineConfig, store: LabelStore) -> None:
+    """With `labeler: human`, stop before any sampling when nobody could answer: say what to run first."""
+    if cfg.labeler == "human" and not store.active_labelers():
+        state = "every labeler's link was revoked" if store.labelers() else "no labeler is registered"
+        raise UserInputError(
+            f"--labeler human: {state} in {store.path}; run `ziegler-trl label add-labeler --store {store.path} "
+            f"NAME` for each person, then `ziegler-trl label serve --store {store.path}`, and rerun this command"
+        )
+
+
 def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
+    store = LabelStore(root / "labels.sqlite")
+    require_labelers(cfg, store)
     tokenizer = load_tokenizer(cfg.model)
     texts = load_task_texts(cfg.task, cfg.queries)["text"]
     queries = build_queries(texts, cfg.task, tokenizer)
     start = round_ * cfg.comparisons_per_round  # each round takes fresh queries, cycling through the source
     queries = [queries[(start + i) % len(queries)] for i in range(cfg.comparisons_per_round)]
-    store = LabelStore(root / "labels.sqlite")
     policy = load_policy(_policy_path(cfg, root, round_), tokenizer).to(inference_device())
     ids = collect_round(store, policy, tokenizer, queries, cfg.task, _labeler(cfg, store), k=cfg.k, round=round_,
                         policy_name=f"round{round_}", wait=cfg.labeler != "human")
@@ -119,7 +131,7 @@ def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
 def train_reward(cfg: PipelineConfig, root: Path, round_: int) -> None:
     """Retrain from ρ on all labels so far (the paper retrains rather than fine-tunes), normalised on ρ."""
     store = LabelStore(root / "labels.sqlite")
-    labels = store.to_dataset()
+    labels = store.training_dataset(f"reward_round{round_}")  # from now on these answers cannot be undone
     store.close()
     script = RewardScriptArguments(task=cfg.task, eval_fraction=0.1)
     args = BestOfKRewardConfig(

@@ -267,7 +267,7 @@ def collect_labels(cfg: QuickstartConfig, model: str, root: Path) -> None:
 
 def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
     store = LabelStore(root / "labels.sqlite")
-    labels = store.to_dataset(round=0)
+    labels = store.training_dataset("quickstart reward_model", round=0)  # from now on no undo in round 0
     # Normalise on fresh raw samples of ρ (the paper's: not cut at the "."; they still end at <|im_end|> under
     # stop_at_eos), one per comparison's prompt: the stored completions are truncated.
     prompts = [c.prompt for c in store.comparisons(round=0)[: cfg.reward_normalize_samples]]

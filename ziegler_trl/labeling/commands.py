@@ -1,4 +1,4 @@
-"""`ziegler-trl label ...`: serve the web app, add labelers, assign comparisons, export/import, status.
+"""`ziegler-trl label ...`: serve the web app, add or revoke labelers, assign comparisons, export/import, status.
 
 `register(subparsers)` adds the `label` group to the main argparse CLI; each leaf sets `func(args) -> int`.
 The functions below do the work and are what tests call.
@@ -11,15 +11,32 @@ import json
 import math
 from pathlib import Path
 
+from ..errors import UserInputError
 from .store import AGGREGATES, LabelStore
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def add_labeler(store_path: str | Path, name: str, base_url: str = DEFAULT_BASE_URL) -> str:
-    """Register `name` (or find them) and return their personal labeling link."""
+    """Register `name` (or find them) and return their personal labeling link: the live one, or a new one when
+    their link was revoked."""
     store = LabelStore(store_path)
     return f"{base_url.rstrip('/')}/label/{store.add_labeler(name)}"
+
+
+def revoke(store_path: str | Path, name: str) -> str:
+    """Revoke `name`'s link (it opens nothing from now on; their answers stay) and say what happened."""
+    store = LabelStore(store_path)
+    try:
+        revoked = store.revoke_labeler(name)
+    except KeyError:
+        known = ", ".join(store.labelers()) or "none"
+        raise UserInputError(f"{store.path}: no labeler named {name!r} (labelers: {known})") from None
+    if not revoked:
+        return f"{name} has no live link (already revoked); `ziegler-trl label add-labeler` issues a new one"
+    return (f"revoked the link of {name}; their answers stay, their unanswered comparisons go to others at the next "
+            f"`ziegler-trl label assign`, and `ziegler-trl label add-labeler --store {store.path} {name}` issues a "
+            "new link")
 
 
 def assign(
@@ -81,7 +98,7 @@ def _fraction(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `label {serve,add-labeler,assign,export,import,status}` to the CLI's subparsers."""
+    """Add `label {serve,add-labeler,revoke,assign,export,import,status}` to the CLI's subparsers."""
     parser = subparsers.add_parser("label", help="human labeling: web app, labelers, assignments, label files")
     commands = parser.add_subparsers(dest="label_command", required=True)
 
@@ -91,8 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sub = with_store(commands.add_parser("serve", help="run the labeling web app"))
     sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for every one)")
-    sub.add_argument("--port", type=int, default=8000)
-    sub.add_argument("--base-url", default=None, help="public URL of the app for printed links (default http://HOST:PORT)")
+    sub.add_argument("--port", type=int, default=8000,
+                     help="port to listen on; 0 picks a free one (the printed links show the port served)")
+    sub.add_argument("--base-url", default=None,
+                     help="public URL of the app for printed links (default http://HOST:PORT, the port served)")
     sub.add_argument("--ranking", action="store_true",
                      help="ask for a full ranking of the K completions, not only the best")
 
@@ -104,10 +123,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sub.set_defaults(func=run_serve)
 
-    sub = with_store(commands.add_parser("add-labeler", help="create a labeler and print their link"))
+    sub = with_store(commands.add_parser(
+        "add-labeler", help="create a labeler and print their link (a new link if theirs was revoked)"))
     sub.add_argument("name")
     sub.add_argument("--base-url", default=DEFAULT_BASE_URL, help="public URL of the app, for the printed link")
     sub.set_defaults(func=lambda args: print(add_labeler(args.store, args.name, args.base_url)) or 0)
+
+    sub = with_store(commands.add_parser(
+        "revoke", help="revoke a labeler's link (answers stay; add-labeler issues a new link)"))
+    sub.add_argument("name")
+    sub.set_defaults(func=lambda args: print(revoke(args.store, args.name)) or 0)
 
     sub = with_store(commands.add_parser("assign", help="assign unassigned comparisons to labelers"))
     sub.add_argument("--labelers", nargs="*", default=None, help="names (default: every registered labeler)")

@@ -2,7 +2,8 @@
 
 Every labeler has `.label(prompts, completions) -> list[int]` (the index of the best completion of each group)
 and `.label_comparisons(store, ids) -> list[int | None]`, which answers comparisons already in a `LabelStore`
-and records the answers there under `labeler.name`, so a killed collection loop never pays for a label twice.
+and records the answers there under `labeler.name`, `batch_size` comparisons per call and per commit: a killed
+collection loop repeats at most one batch of labeler calls and never pays for a recorded label twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .store import Answer, LabelStore
+from tqdm.auto import tqdm
+
+from .store import Answer, Comparison, LabelStore
 
 ScoreFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -61,17 +64,42 @@ def plackett_luce_ranking(scores: Sequence[float], temperature: float, rng: np.r
 
 
 class Labeler(ABC):
-    """Anything that picks the best of K completions per prompt."""
+    """Anything that picks the best of K completions per prompt.
+
+    A subclass implements `label`; `answer` (what to record, e.g. skips or rankings) and `label_comparisons`
+    (how answers reach the store) have defaults built on it.
+    """
 
     name: str
+    batch_size: int = 32  # comparisons per labeler call and per store commit in `label_comparisons`
 
     @abstractmethod
     def label(self, prompts: Sequence[str], completions: Sequence[Sequence[str]]) -> list[int]:
         """Index of the best completion for each prompt."""
 
-    @abstractmethod
+    def answer(self, comparisons: Sequence[Comparison]) -> list[Answer]:
+        """This labeler's answers to stored comparisons, not recorded yet (one `label` call for all)."""
+        best = self.label([c.prompt for c in comparisons], [c.completions for c in comparisons])
+        return [Answer(c.id, self.name, int(b)) for c, b in zip(comparisons, best)]
+
     def label_comparisons(self, store: LabelStore, ids: Sequence[int], wait: bool = True) -> list[int | None]:
-        """Answer the store's comparisons `ids` (recorded in the store); the best per id, None if unanswered."""
+        """Answer the store's comparisons `ids` this labeler has not answered yet and return the best per id
+        (None where skipped).
+
+        The unanswered ones go `batch_size` at a time: each batch is asked for, then committed in one transaction
+        before the next is asked, so a kill repeats at most one batch of (possibly paid-for) calls.
+        """
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        done = {a.comparison_id: a.best for a in store.answers(ids, labeler=self.name)}
+        todo = [i for i in dict.fromkeys(int(i) for i in ids) if i not in done]
+        with tqdm(total=len(todo), desc=f"labeler {self.name}", disable=len(todo) <= self.batch_size) as bar:
+            for start in range(0, len(todo), self.batch_size):
+                answers = self.answer(store.get_comparisons(todo[start : start + self.batch_size]))
+                store.add_answers(answers)
+                done.update({a.comparison_id: a.best for a in answers})
+                bar.update(len(answers))
+        return [done[int(i)] for i in ids]
 
 
 def _check_groups(prompts: Sequence[str], completions: Sequence[Sequence[str]]) -> None:
@@ -90,7 +118,8 @@ class ScorerLabeler(Labeler):
     With `rankings=True`, answers recorded in a store also carry a full ranking. With `skip_ties=True`, a
     comparison whose top score is shared (VADER gives many neutral texts exactly 0.0) is recorded as skipped, as
     a person would skip it in the web app: the scorer has no preference there, and a pick by index order would
-    only teach the reward model noise. `label` (no store, no skip) still answers every comparison.
+    only teach the reward model noise. `label` (no store, no skip) still answers every comparison. Answering a
+    store's comparisons sends `batch_size` of them to `score_fn` per call, each batch committed before the next.
     """
 
     def __init__(
@@ -101,9 +130,13 @@ class ScorerLabeler(Labeler):
         name: str = "scorer",
         rankings: bool = False,
         skip_ties: bool = False,
+        batch_size: int = Labeler.batch_size,
     ):
         if not temperature >= 0.0 or math.isinf(temperature):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
         self.score_fn = score_fn
         self.temperature = float(temperature)
         self.rng = np.random.default_rng(seed)
@@ -145,26 +178,19 @@ class ScorerLabeler(Labeler):
         """A full ranking per prompt, best first (Plackett–Luce at this temperature)."""
         return [plackett_luce_ranking(s, self.temperature, self.rng) for s in self.scores(prompts, completions)]
 
-    def label_comparisons(self, store: LabelStore, ids: Sequence[int], wait: bool = True) -> list[int | None]:
-        """Answer every comparison this labeler has not answered yet, in one transaction; return all bests (None
-        where skipped)."""
-        done = {a.comparison_id: a.best for a in store.answers(ids, labeler=self.name)}
-        todo = [c for c in store.get_comparisons([i for i in dict.fromkeys(ids) if int(i) not in done])]
-        if todo:
-            prompts, groups = [c.prompt for c in todo], [c.completions for c in todo]
-            scores = self.scores(prompts, groups)
-            answers = []
-            for c, s in zip(todo, scores):
-                if self.skip_ties and sorted(s)[-2] == max(s):
-                    answers.append(Answer(c.id, self.name, skipped=True))
-                elif self.rankings:
-                    ranking = plackett_luce_ranking(s, self.temperature, self.rng)
-                    answers.append(Answer(c.id, self.name, ranking[0], ranking=ranking))
-                else:
-                    answers.append(Answer(c.id, self.name, boltzmann_choice(s, self.temperature, self.rng)))
-            store.add_answers(answers)
-            done.update({a.comparison_id: a.best for a in answers})
-        return [done[int(i)] for i in ids]
+    def answer(self, comparisons: Sequence[Comparison]) -> list[Answer]:
+        """Bests (or rankings; skips for tied top scores with `skip_ties`) from one scorer call."""
+        scores = self.scores([c.prompt for c in comparisons], [c.completions for c in comparisons])
+        answers = []
+        for c, s in zip(comparisons, scores):
+            if self.skip_ties and sorted(s)[-2] == max(s):
+                answers.append(Answer(c.id, self.name, skipped=True))
+            elif self.rankings:
+                ranking = plackett_luce_ranking(s, self.temperature, self.rng)
+                answers.append(Answer(c.id, self.name, ranking[0], ranking=ranking))
+            else:
+                answers.append(Answer(c.id, self.name, boltzmann_choice(s, self.temperature, self.rng)))
+        return answers
 
 
 class SentimentLabeler(ScorerLabeler):
@@ -172,9 +198,9 @@ class SentimentLabeler(ScorerLabeler):
     completion (VADER compound score of the completion); temperature > 0 simulates noisy people."""
 
     def __init__(self, temperature: float = 0.0, seed: int | None = None, name: str | None = None,
-                 rankings: bool = False, skip_ties: bool = False):
+                 rankings: bool = False, skip_ties: bool = False, batch_size: int = Labeler.batch_size):
         default_name = "sentiment" if temperature == 0 else f"sentiment-T{temperature:g}"
-        super().__init__(sentiment_reward, temperature, seed, name or default_name, rankings, skip_ties)
+        super().__init__(sentiment_reward, temperature, seed, name or default_name, rankings, skip_ties, batch_size)
 
 
 class HumanLabeler(Labeler):
@@ -236,13 +262,11 @@ class HumanLabeler(Labeler):
 
     @staticmethod
     def _open(store: LabelStore, ids: Sequence[int], best: list[int | None]) -> list[int]:
-        """Comparisons without a best that someone is still assigned to and has not answered."""
+        """Comparisons without a best that someone with a live link is still assigned to and has not answered."""
         unanswered = {int(i) for i, b in zip(ids, best) if b is None}
         if not unanswered:
             return []
-        waiting = set()
+        active = set(store.active_labelers())
         answered = {(a.comparison_id, a.labeler) for a in store.answers(list(unanswered))}
-        for cid, labeler in store.assignments(list(unanswered)):
-            if (cid, labeler) not in answered:
-                waiting.add(cid)
-        return sorted(waiting)
+        return sorted({cid for cid, labeler in store.assignments(list(unanswered))
+                       if labeler in active and (cid, labeler) not in answered})

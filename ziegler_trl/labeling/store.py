@@ -6,23 +6,35 @@ unit). Rows are never updated or deleted (SQL triggers refuse it), so the file i
 
 Tables:
 - `comparisons`: one query with K completions, the task, the round / policy that sampled them, a stable `uid`.
-- `labelers`: people who label in the web app, each with a secret token (the link they open).
+- `labelers`: people who label in the web app, each with the secret token of their first link;
+  `reissued_links` holds the links issued to them after a revocation, and `revocations` the tokens revoked (a
+  revoked link opens nothing; `add_labeler` then issues a new one).
 - `assignments`: which labeler is asked to answer which comparison; (comparison, labeler) is unique, so nobody
   is ever shown the same comparison twice.
 - `answers`: one labeler's judgement of one comparison: `best` (an index into the stored completions), an
   optional full `ranking` (indices, best first), the order the completions were shown in, or `skipped`, with
-  the time shown and answered. (comparison, labeler) is unique: re-sending the same answer is a no-op, a
-  different one is a `LabelConflictError`.
+  the time shown and answered. A labeler has at most one live answer per comparison: re-sending the same answer
+  is a no-op, a different one is a `LabelConflictError`.
+- `retractions`: answers their labeler took back (the web app's undo). A retracted answer stays in the file but
+  every reader (`answers`, `to_dataset`, `progress`, `counts`, `agreement`, export) ignores it, and the
+  comparison is back in that labeler's queue; the next answer is stored as the next `attempt` of the same
+  (comparison, labeler), which is the unique key.
+- `training_uses`: each time answers were exported for training (`training_dataset`), with the round/task
+  exported and the newest answer id at that moment. An answer a training use covers can no longer be retracted.
 
 Several labelers may answer one comparison (the paper labeled 5% of queries 5 times to measure agreement).
 `to_dataset(aggregate=...)` says what becomes of that: "majority" (default) gives one row per answered
 comparison with the most chosen best (ties go to the earliest answer), "first" the earliest answer, "all" one row
 per answer.
+
+Schema version 2 added attempts, retractions, training uses and revocations; a version-1 file is migrated in
+place, in one transaction, when it is opened (every row and id kept).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import random
@@ -41,6 +53,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datasets import Dataset
 
+SCHEMA_VERSION = "2"
+_ANSWERS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY,
+    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+    labeler TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    best INTEGER,
+    ranking TEXT,
+    shown_order TEXT,
+    skipped INTEGER NOT NULL CHECK (skipped IN (0, 1)),
+    shown_at REAL,
+    answered_at REAL NOT NULL,
+    UNIQUE (comparison_id, labeler, attempt),
+    CHECK ((skipped = 1 AND best IS NULL AND ranking IS NULL) OR (skipped = 0 AND best IS NOT NULL))
+);
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS comparisons (
@@ -59,6 +87,15 @@ CREATE TABLE IF NOT EXISTS labelers (
     token TEXT NOT NULL UNIQUE,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reissued_links (
+    token TEXT PRIMARY KEY,
+    labeler TEXT NOT NULL REFERENCES labelers(name),
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    token TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS assignments (
     id INTEGER PRIMARY KEY,
     comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
@@ -66,33 +103,42 @@ CREATE TABLE IF NOT EXISTS assignments (
     created REAL NOT NULL,
     UNIQUE (comparison_id, labeler)
 );
-CREATE TABLE IF NOT EXISTS answers (
+""" + _ANSWERS_TABLE.format(name="answers") + """CREATE TABLE IF NOT EXISTS retractions (
+    answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS training_uses (
     id INTEGER PRIMARY KEY,
-    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
-    labeler TEXT NOT NULL,
-    best INTEGER,
-    ranking TEXT,
-    shown_order TEXT,
-    skipped INTEGER NOT NULL CHECK (skipped IN (0, 1)),
-    shown_at REAL,
-    answered_at REAL NOT NULL,
-    UNIQUE (comparison_id, labeler),
-    CHECK ((skipped = 1 AND best IS NULL AND ranking IS NULL) OR (skipped = 0 AND best IS NOT NULL))
+    purpose TEXT NOT NULL,
+    round INTEGER,
+    task TEXT,
+    last_answer_id INTEGER NOT NULL,
+    created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS comparisons_round ON comparisons(round);
 CREATE INDEX IF NOT EXISTS assignments_labeler ON assignments(labeler);
+CREATE INDEX IF NOT EXISTS answers_labeler ON answers(labeler);
+CREATE VIEW IF NOT EXISTS live_answers AS SELECT * FROM answers WHERE id NOT IN (SELECT answer_id FROM retractions);
+CREATE VIEW IF NOT EXISTS links AS
+    SELECT name AS labeler, token, created FROM labelers UNION ALL SELECT labeler, token, created FROM reissued_links;
 """
 _APPEND_ONLY = "".join(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
     f"BEGIN SELECT RAISE(ABORT, 'the label store is append-only: {op} on {table} refused'); END;\n"
-    for table in ("comparisons", "labelers", "assignments", "answers")
+    for table in ("comparisons", "labelers", "reissued_links", "revocations", "assignments", "answers",
+                  "retractions", "training_uses")
     for op in ("UPDATE", "DELETE")
 )
+_ANSWER_COPY_COLUMNS = "id, comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at"
 AGGREGATES = ("majority", "first", "all")
 
 
 class LabelConflictError(ValueError):
     """A labeler sent a second, different answer for a comparison they already answered."""
+
+
+class UndoRefusedError(ValueError):
+    """An answer cannot be retracted: it is not its labeler's latest, or it was already used for training."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +172,7 @@ class Answer:
     shown_at: float | None = None
     answered_at: float = field(default=0.0, compare=False)
     id: int | None = field(default=None, compare=False)
+    retracted: bool = field(default=False, compare=False)  # taken back by its labeler; only with include_retracted
 
     def same_judgement(self, other: Answer) -> bool:
         return (self.best, self.ranking, self.skipped, self.shown_order) == (
@@ -206,12 +253,36 @@ class LabelStore:
         self._local = threading.local()
         self._connection().execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         with self._write() as db:
+            # Checked inside the write transaction, so two processes opening an old file migrate it once.
+            has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            version = has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version and version[0] == "1":
+                self._migrate_from_v1(db)
+            elif version and version[0] != SCHEMA_VERSION:
+                raise ValueError(f"{self.path} has label-store schema version {version[0]}; this ziegler-trl reads "
+                                 f"versions 1 and {SCHEMA_VERSION} (a newer ziegler-trl wrote it?)")
             for statement in (_SCHEMA + _APPEND_ONLY).split(";\n"):
                 if statement.strip():
                     db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('admin_token', ?)", (secrets.token_urlsafe(18),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('order_secret', ?)", (secrets.token_hex(16),))
+
+    @staticmethod
+    def _migrate_from_v1(db: sqlite3.Connection) -> None:
+        """Version 1 made (comparison, labeler) unique in `answers`; version 2 makes it (comparison, labeler,
+        attempt). SQLite cannot change a table's constraints, so the table is rebuilt: every row is copied with its
+        id as attempt 0, the old table dropped (DROP fires no DELETE trigger) and the copy renamed. The caller's
+        transaction makes it all or nothing; nothing references `answers` in version 1."""
+        db.execute(_ANSWERS_TABLE.format(name="answers_v2").rstrip().rstrip(";"))
+        db.execute(f"INSERT INTO answers_v2 ({_ANSWER_COPY_COLUMNS}, attempt) "
+                   f"SELECT {_ANSWER_COPY_COLUMNS}, 0 FROM answers")
+        (before,), = db.execute("SELECT COUNT(*) FROM answers")
+        (after,), = db.execute("SELECT COUNT(*) FROM answers_v2")
+        if before != after:  # cannot happen with a sound file; refuse rather than drop a row
+            raise RuntimeError(f"label-store migration copied {after} of {before} answers; the file is unchanged")
+        db.execute("DROP TABLE answers")
+        db.execute("ALTER TABLE answers_v2 RENAME TO answers")
 
     def __repr__(self) -> str:
         return f"LabelStore({str(self.path)!r})"
@@ -366,7 +437,7 @@ class LabelStore:
         ).fetchone():
             raise PermissionError(f"comparison {answer.comparison_id} is not assigned to labeler {answer.labeler!r}")
         previous = db.execute(
-            f"SELECT {self._ANSWER_COLUMNS} FROM answers WHERE comparison_id = ? AND labeler = ?",
+            f"SELECT {self._ANSWER_COLUMNS} FROM live_answers WHERE comparison_id = ? AND labeler = ?",
             (answer.comparison_id, answer.labeler),
         ).fetchone()
         if previous is not None:
@@ -376,31 +447,43 @@ class LabelStore:
                     f"labeler {answer.labeler!r} already answered comparison {answer.comparison_id} with "
                     f"best={previous.best} ranking={previous.ranking} skipped={previous.skipped} "
                     f"shown_order={previous.shown_order}; the store is append-only, so the new answer "
-                    f"best={answer.best} ranking={answer.ranking} skipped={answer.skipped} was refused"
+                    f"best={answer.best} ranking={answer.ranking} skipped={answer.skipped} was refused "
+                    "(only an undo of the labeler's latest answer lets them answer again)"
                 )
             return previous.id
+        # Every earlier answer of this (comparison, labeler) was retracted: this one is the next attempt.
+        (attempt,), = db.execute("SELECT COUNT(*) FROM answers WHERE comparison_id = ? AND labeler = ?",
+                                 (answer.comparison_id, answer.labeler))
         return db.execute(
-            "INSERT INTO answers (comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (answer.comparison_id, answer.labeler, answer.best, _dumps(answer.ranking), _dumps(answer.shown_order),
-             int(answer.skipped), answer.shown_at, answer.answered_at or time.time()),
+            "INSERT INTO answers (comparison_id, labeler, attempt, best, ranking, shown_order, skipped, shown_at,"
+            " answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (answer.comparison_id, answer.labeler, attempt, answer.best, _dumps(answer.ranking),
+             _dumps(answer.shown_order), int(answer.skipped), answer.shown_at, answer.answered_at or time.time()),
         ).lastrowid
 
-    _ANSWER_COLUMNS = "id, comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at"
+    _ANSWER_COLUMNS = (
+        "id, comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at,"
+        " id IN (SELECT answer_id FROM retractions)"
+    )
 
     @staticmethod
     def _answer(row: tuple) -> Answer:
-        id_, cid, labeler, best, ranking, shown, skipped, shown_at, answered_at = row
-        return Answer(cid, labeler, best, _loads(ranking), _loads(shown), bool(skipped), shown_at, answered_at, id_)
+        id_, cid, labeler, best, ranking, shown, skipped, shown_at, answered_at, retracted = row
+        return Answer(cid, labeler, best, _loads(ranking), _loads(shown), bool(skipped), shown_at, answered_at, id_,
+                      bool(retracted))
 
-    def answers(self, ids: Sequence[int] | None = None, *, labeler: str | None = None) -> list[Answer]:
-        """Answers (oldest first), optionally only for these comparison ids and/or one labeler."""
+    def answers(
+        self, ids: Sequence[int] | None = None, *, labeler: str | None = None, include_retracted: bool = False
+    ) -> list[Answer]:
+        """Live answers (oldest first), optionally only for these comparison ids and/or one labeler;
+        `include_retracted=True` adds the retracted ones (their `retracted` is True): the whole audit trail."""
         clauses, params = [], []
         if labeler is not None:
             clauses.append("labeler = ?")
             params.append(labeler)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._read(f"SELECT {self._ANSWER_COLUMNS} FROM answers {where} ORDER BY id", params)
+        table = "answers" if include_retracted else "live_answers"
+        rows = self._read(f"SELECT {self._ANSWER_COLUMNS} FROM {table} {where} ORDER BY id", params)
         answers = [self._answer(row) for row in rows]
         if ids is not None:
             wanted = {int(i) for i in ids}
@@ -408,38 +491,169 @@ class LabelStore:
         return answers
 
     def best_answers(self, ids: Sequence[int]) -> list[int | None]:
-        """For each comparison: the earliest non-skipped answer's best, or None while there is none."""
+        """For each comparison: the earliest non-skipped live answer's best, or None while there is none."""
         best: dict[int, int] = {}
         for answer in self.answers(ids):
             if not answer.skipped and answer.comparison_id not in best:
                 best[answer.comparison_id] = answer.best
         return [best.get(int(i)) for i in ids]
 
-    # -- labelers and assignments -----------------------------------------------------------------------------
+    # -- undo and training uses -------------------------------------------------------------------------------
+    @staticmethod
+    def _undo_refusal(db: sqlite3.Connection, labeler: str, answer_id: int) -> str | None:
+        """Why the labeler's answer `answer_id` cannot be retracted now, or None if it can."""
+        (latest,), = db.execute("SELECT MAX(id) FROM answers WHERE labeler = ?", (labeler,))
+        if answer_id != latest:
+            return "only your latest answer can be undone"
+        if db.execute("SELECT 1 FROM retractions WHERE answer_id = ?", (answer_id,)).fetchone():
+            return "this answer was already undone"
+        if db.execute(
+            "SELECT 1 FROM training_uses u JOIN answers s ON s.id = ? JOIN comparisons c ON c.id = s.comparison_id"
+            " WHERE s.id <= u.last_answer_id AND (u.round IS NULL OR u.round = c.round)"
+            " AND (u.task IS NULL OR u.task = c.task)",
+            (answer_id,),
+        ).fetchone():
+            return "its round has been used for training"
+        return None
+
+    def undoable_answer(self, labeler: str) -> Answer | None:
+        """The answer `retract_answer` would take back for this labeler now: their latest, unless it was already
+        retracted or used for training."""
+        db = self._connection()
+        rows = db.execute(f"SELECT {self._ANSWER_COLUMNS} FROM answers WHERE labeler = ? ORDER BY id DESC LIMIT 1",
+                          (labeler,)).fetchall()
+        if not rows or self._undo_refusal(db, labeler, rows[0][0]) is not None:
+            return None
+        return self._answer(rows[0])
+
+    def retract_answer(self, answer_id: int, labeler: str) -> bool:
+        """Take back `labeler`'s latest answer (append-only: a retraction row; the answer stays in the file).
+
+        The comparison returns to the labeler's queue and every reader ignores the answer from now on. Returns
+        False when it was already retracted (a repeated undo is a no-op). Raises KeyError for an answer that is not
+        this labeler's and `UndoRefusedError` when it is not their latest or its round was used for training.
+        """
+        with self._write() as db:
+            row = db.execute("SELECT labeler FROM answers WHERE id = ?", (int(answer_id),)).fetchone()
+            if row is None or row[0] != labeler:
+                raise KeyError(f"labeler {labeler!r} has no answer {answer_id} in {self.path}")
+            if db.execute("SELECT 1 FROM retractions WHERE answer_id = ?", (int(answer_id),)).fetchone():
+                return False
+            refusal = self._undo_refusal(db, labeler, int(answer_id))
+            if refusal is not None:
+                raise UndoRefusedError(f"answer {answer_id} of labeler {labeler!r} cannot be undone: {refusal}")
+            db.execute("INSERT INTO retractions VALUES (?, ?)", (int(answer_id), time.time()))
+            return True
+
+    def _mark_used(self, db: sqlite3.Connection, purpose: str, round_: int | None, task: str | None) -> int:
+        if not isinstance(purpose, str) or not purpose:
+            raise ValueError("purpose must name the training run, e.g. 'reward_round0'")
+        (last,), = db.execute("SELECT COALESCE(MAX(id), 0) FROM answers")
+        return db.execute(
+            "INSERT INTO training_uses (purpose, round, task, last_answer_id, created) VALUES (?, ?, ?, ?, ?)",
+            (purpose, round_, task, last, time.time()),
+        ).lastrowid
+
+    def mark_used_for_training(self, purpose: str, *, round: int | None = None, task: str | None = None) -> int:
+        """Record that every answer stored so far for comparisons of this round/task (None: all) goes into
+        training: from now on none of them can be undone. Returns the training use's id."""
+        with self._write() as db:
+            return self._mark_used(db, purpose, round, task)
+
+    def training_dataset(
+        self,
+        purpose: str,
+        aggregate: str = "majority",
+        *,
+        round: int | None = None,
+        task: str | None = None,
+        rankings: bool | None = None,
+    ) -> Dataset:
+        """`to_dataset(...)` and `mark_used_for_training(...)` in one write transaction: the rows are exactly the
+        answers frozen (no undo or new answer can land between the two). What the training stages call."""
+        with self._write() as db:
+            self._mark_used(db, purpose, round, task)
+            return self.to_dataset(aggregate, round=round, task=task, rankings=rankings)
+
+    def training_uses(self) -> list[dict]:
+        """Every recorded training use, oldest first: {"purpose", "round", "task", "last_answer_id", "created"}."""
+        rows = self._read("SELECT purpose, round, task, last_answer_id, created FROM training_uses ORDER BY id")
+        return [dict(zip(("purpose", "round", "task", "last_answer_id", "created"), row)) for row in rows]
+
+    # -- labelers, links and assignments ----------------------------------------------------------------------
     def add_labeler(self, name: str) -> str:
-        """Register a person and return their secret token (the same one again if they already exist)."""
+        """Register a person and return the secret token of their link: their live one if they have it, else (new
+        person, or every link revoked) a new one."""
         if not isinstance(name, str) or not name.strip() or name != name.strip():
             raise ValueError(f"labeler name must be a non-empty string without surrounding spaces, got {name!r}")
         with self._write() as db:
-            row = db.execute("SELECT token FROM labelers WHERE name = ?", (name,)).fetchone()
-            if row:
-                return row[0]
+            live = self._live_token(db, name)
+            if live is not None:
+                return live
             token = secrets.token_urlsafe(18)
-            db.execute("INSERT INTO labelers VALUES (?, ?, ?)", (name, token, time.time()))
+            if db.execute("SELECT 1 FROM labelers WHERE name = ?", (name,)).fetchone():
+                db.execute("INSERT INTO reissued_links VALUES (?, ?, ?)", (token, name, time.time()))
+            else:
+                db.execute("INSERT INTO labelers VALUES (?, ?, ?)", (name, token, time.time()))
             return token
 
+    @staticmethod
+    def _live_token(db: sqlite3.Connection, name: str) -> str | None:
+        row = db.execute(
+            "SELECT token FROM links WHERE labeler = ? AND token NOT IN (SELECT token FROM revocations)"
+            " ORDER BY created DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def revoke_labeler(self, name: str) -> int:
+        """Revoke the labeler's link (append-only: a revocation row): it opens nothing from now on. Their answers
+        stay; their unanswered assignments go to others at the next `assign`. Returns the links revoked (0 when
+        none was live); `add_labeler(name)` issues a new link."""
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM labelers WHERE name = ?", (name,)).fetchone():
+                raise KeyError(f"no labeler named {name!r} in {self.path}")
+            live = [row[0] for row in db.execute(
+                "SELECT token FROM links WHERE labeler = ? AND token NOT IN (SELECT token FROM revocations)", (name,))]
+            now = time.time()
+            db.executemany("INSERT INTO revocations VALUES (?, ?)", [(token, now) for token in live])
+            return len(live)
+
     def labelers(self) -> list[str]:
+        """Every registered person, revoked or not (their answers count in agreement and progress)."""
         return [row[0] for row in self._read("SELECT name FROM labelers ORDER BY created, name")]
 
+    def active_labelers(self) -> list[str]:
+        """The people with a live (unrevoked) link: who new work goes to."""
+        return self._active(self._connection())
+
+    @staticmethod
+    def _active(db: sqlite3.Connection) -> list[str]:
+        return [row[0] for row in db.execute(
+            "SELECT name FROM labelers WHERE name IN (SELECT labeler FROM links"
+            " WHERE token NOT IN (SELECT token FROM revocations)) ORDER BY created, name")]
+
     def labeler_token(self, name: str) -> str:
-        rows = self._read("SELECT token FROM labelers WHERE name = ?", (name,))
-        if not rows:
+        """The token of the labeler's live link; KeyError when they are unknown or their link was revoked."""
+        if not self._read("SELECT 1 FROM labelers WHERE name = ?", (name,)):
             raise KeyError(f"no labeler named {name!r} in {self.path}; add one with `ziegler-trl label add-labeler`")
-        return rows[0][0]
+        token = self._live_token(self._connection(), name)
+        if token is None:
+            raise KeyError(f"the link of labeler {name!r} was revoked; `ziegler-trl label add-labeler` issues a new "
+                           "one")
+        return token
 
     def labeler_for_token(self, token: str) -> str | None:
-        rows = self._read("SELECT name FROM labelers WHERE token = ?", (token,))
-        return rows[0][0] if rows else None
+        """Whose live link `token` is, or None. Compared in constant time against every stored token (no SQL
+        lookup by the secret, no early exit), so response times say nothing about how much of a guess was right."""
+        given = token.encode("utf-8", "replace")
+        found = None
+        for name, stored, revoked in self._read(
+            "SELECT labeler, token, token IN (SELECT token FROM revocations) FROM links"
+        ):
+            if hmac.compare_digest(stored.encode(), given) and not revoked:
+                found = name
+        return found
 
     def assign(
         self,
@@ -454,50 +668,54 @@ class LabelStore:
 
         Comparisons nobody has yet go to the least-loaded labeler; a fraction `overlap` of them (chosen with
         `seed`) go to `repeats` labelers at once, for agreement statistics (the paper: 5% of queries, 5 times).
-        A comparison whose every assignee skipped it goes to one more labeler who has not seen it. Safe to call
-        again: nothing is assigned twice and nobody gets the same comparison twice (a unique constraint).
+        A comparison that no assignee answered (every one skipped it, or has had their link revoked without
+        answering) goes to one more labeler who has not seen it. `labelers=None` means everyone with a live link.
+        Safe to call again: nothing is assigned twice and nobody gets the same comparison twice (a unique
+        constraint).
         """
         if not 0.0 <= overlap <= 1.0:
             raise ValueError(f"overlap must be a fraction in [0, 1], got {overlap}")
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         with self._write() as db:
-            people = list(labelers) if labelers is not None else [
-                row[0] for row in db.execute("SELECT name FROM labelers ORDER BY created, name")
-            ]
+            active = self._active(db)
+            people = list(labelers) if labelers is not None else active
             known = {row[0] for row in db.execute("SELECT name FROM labelers")}
             unknown = [name for name in people if name not in known]
             if unknown:
                 raise KeyError(f"labelers {unknown} are not registered in {self.path}")
+            revoked = [name for name in people if name not in active]
+            if revoked:
+                raise ValueError(f"the links of labelers {revoked} were revoked; `ziegler-trl label add-labeler` "
+                                 "issues new ones")
             if not people:
-                raise ValueError(f"no labelers registered in {self.path}; add one with `ziegler-trl label add-labeler`")
+                state = "every labeler's link was revoked" if known else "no labelers registered"
+                raise ValueError(f"{state} in {self.path}; add one with `ziegler-trl label add-labeler`")
             ids = [row[0] for row in db.execute("SELECT id FROM comparisons ORDER BY id")]
             if comparison_ids is not None:
                 wanted = {int(i) for i in comparison_ids}
                 ids = [i for i in ids if i in wanted]
             assigned: dict[int, set[str]] = {}
-            for cid, name in db.execute("SELECT comparison_id, labeler FROM assignments"):
-                assigned.setdefault(cid, set()).add(name)
             load = Counter({name: 0 for name in people})
-            for (name, open_count) in db.execute(
-                "SELECT a.labeler, COUNT(*) FROM assignments a LEFT JOIN answers s"
-                " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler WHERE s.id IS NULL GROUP BY a.labeler"
+            answered_by_someone, still_expected = set(), set()
+            for cid, name, answer_id, skipped in db.execute(
+                "SELECT a.comparison_id, a.labeler, s.id, s.skipped FROM assignments a LEFT JOIN live_answers s"
+                " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
             ):
-                if name in load:
-                    load[name] = open_count
-            skipped_by_all = {
-                row[0] for row in db.execute(
-                    "SELECT a.comparison_id FROM assignments a LEFT JOIN answers s"
-                    " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
-                    " GROUP BY a.comparison_id HAVING SUM(s.id IS NULL) = 0 AND SUM(s.skipped = 0) = 0"
-                )
-            }
+                assigned.setdefault(cid, set()).add(name)
+                if answer_id is None and name in active:
+                    still_expected.add(cid)
+                    if name in load:
+                        load[name] += 1
+                elif answer_id is not None and not skipped:
+                    answered_by_someone.add(cid)
+            needs_another = set(assigned) - answered_by_someone - still_expected
             fresh = [i for i in ids if i not in assigned]
             rng = random.Random(seed)
             overlapping = set(rng.sample(fresh, round(overlap * len(fresh)))) if fresh and overlap else set()
             plan: list[tuple[int, str]] = []
             for cid in ids:
-                if cid in assigned and cid not in skipped_by_all:
+                if cid in assigned and cid not in needs_another:
                     continue
                 wanted_count = min(repeats, len(people)) if cid in overlapping else 1
                 candidates = [name for name in people if name not in assigned.get(cid, set())]
@@ -520,10 +738,10 @@ class LabelStore:
                 if (wanted is None or cid in wanted) and (labeler is None or name == labeler)]
 
     def next_assignment(self, labeler: str) -> Comparison | None:
-        """The labeler's oldest assigned comparison they have not answered (or skipped) yet."""
+        """The labeler's oldest assigned comparison without a live answer (or skip) of theirs."""
         rows = self._read(
             f"SELECT {', '.join('c.' + c for c in self._COMPARISON_COLUMNS.split(', '))} FROM assignments a"
-            " JOIN comparisons c ON c.id = a.comparison_id LEFT JOIN answers s"
+            " JOIN comparisons c ON c.id = a.comparison_id LEFT JOIN live_answers s"
             " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
             " WHERE a.labeler = ? AND s.id IS NULL ORDER BY a.id LIMIT 1",
             (labeler,),
@@ -536,23 +754,23 @@ class LabelStore:
             name: {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0} for name in self.labelers()
         }
         for name, assigned, pending in self._read(
-            "SELECT a.labeler, COUNT(*), SUM(s.id IS NULL) FROM assignments a LEFT JOIN answers s"
+            "SELECT a.labeler, COUNT(*), SUM(s.id IS NULL) FROM assignments a LEFT JOIN live_answers s"
             " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler GROUP BY a.labeler"
         ):
             stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
             stats[name].update(assigned=assigned, pending=pending)
         for name, answered, skipped in self._read(
-            "SELECT labeler, SUM(skipped = 0), SUM(skipped = 1) FROM answers GROUP BY labeler"
+            "SELECT labeler, SUM(skipped = 0), SUM(skipped = 1) FROM live_answers GROUP BY labeler"
         ):
             stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
             stats[name].update(answered=answered, skipped=skipped)
         return stats
 
     def counts(self) -> dict[str, int]:
-        """Totals: comparisons, answered comparisons, answers, skips, labelers."""
+        """Totals over live answers: comparisons, answered comparisons, answers, skips, labelers."""
         (comparisons,), = self._read("SELECT COUNT(*) FROM comparisons")
-        (answered,), = self._read("SELECT COUNT(DISTINCT comparison_id) FROM answers WHERE skipped = 0")
-        (answers, skipped), = self._read("SELECT COUNT(*), COALESCE(SUM(skipped), 0) FROM answers")
+        (answered,), = self._read("SELECT COUNT(DISTINCT comparison_id) FROM live_answers WHERE skipped = 0")
+        (answers, skipped), = self._read("SELECT COUNT(*), COALESCE(SUM(skipped), 0) FROM live_answers")
         (labelers,), = self._read("SELECT COUNT(*) FROM labelers")
         return {"comparisons": comparisons, "answered_comparisons": answered, "answers": answers - skipped,
                 "skipped": skipped, "labelers": labelers}
