@@ -31,6 +31,7 @@ from ziegler_trl import (
     load_tokenizer,
 )
 from ziegler_trl.collection import label_comparisons, sample_comparisons, write_jsonl
+from ziegler_trl.jsonl import read_jsonl
 from ziegler_trl.labeling import SentimentLabeler
 from ziegler_trl.tasks import build_queries
 
@@ -73,7 +74,7 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     if (out / "labels_train.jsonl").is_file() and (out / "labels_eval.jsonl").is_file():
-        read = lambda p: [json.loads(l) for l in p.open()]  # noqa: E731
+        read = lambda p: [row for _, row in read_jsonl(p)]  # noqa: E731
         train, held_out = read(out / "labels_train.jsonl"), read(out / "labels_eval.jsonl")
     else:
         train, held_out = make_labels(args)

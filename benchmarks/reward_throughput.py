@@ -14,7 +14,6 @@ books prompts. Prints labels/s, held-out accuracy and the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -23,11 +22,12 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
 from ziegler_trl import BestOfKRewardConfig, BestOfKRewardTrainer, load_reward_model, load_tokenizer
+from ziegler_trl.jsonl import read_jsonl
 from ziegler_trl.reward.scoring import score_texts
 
 
 def read(path: Path, limit: int | None) -> list[dict]:
-    rows = [json.loads(line) for line in path.open()]
+    rows = [row for _, row in read_jsonl(path)]
     return rows[:limit] if limit else rows
 
 

@@ -15,7 +15,6 @@ Or by sampling ρ and scoring the samples with a reward model:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from ziegler_trl.evaluation import write_markdown, markdown_table, optimal_policy_frontier, plot_frontier, read_records, sample_rewards
 from ziegler_trl.evaluation.tables import fmt
+from ziegler_trl.jsonl import jsonl_line
 from ziegler_trl.models import inference_device, load_policy, load_reward_model, load_tokenizer
 from ziegler_trl.tasks import TASKS, build_queries, load_task_texts
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.save_rewards:
-        args.save_rewards.write_text("".join(json.dumps({"reward": float(r)}) + "\n" for r in rewards))
+        args.save_rewards.write_text("".join(jsonl_line({"reward": float(r)}) for r in rewards), encoding="utf-8")
     body = [[fmt(p.beta, 3), fmt(p.kl, 3), fmt(p.reward, 3), fmt(p.effective_samples, 1)] for p in frontier]
     body += [[f"policy {name}", fmt(kl, 3), fmt(reward, 3), ""] for name, kl, reward in points]
     text = (

@@ -30,6 +30,7 @@ from ziegler_trl.evaluation import write_markdown, markdown_table, preference_wi
 from ziegler_trl.evaluation.label_store import load_store_judgments
 from ziegler_trl.evaluation.preference import PROTOCOLS, RECORD_FIELDS
 from ziegler_trl.evaluation.tables import fmt
+from ziegler_trl.jsonl import jsonl_line
 from ziegler_trl.models import inference_device, load_policy, load_tokenizer
 from ziegler_trl.sampling import sample_completions
 from ziegler_trl.tasks import TASKS, build_queries, load_task_texts
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         with args.save_records.open("w", encoding="utf-8") as handle:
             for result in results:
                 for record in result.records:
-                    handle.write(json.dumps(record) + "\n")
+                    handle.write(jsonl_line(record))
     body = [
         [
             f"{r.model_a} vs {r.model_b}",

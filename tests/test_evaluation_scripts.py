@@ -87,7 +87,7 @@ def test_bad_data_exits_with_a_clear_error(name, tmp_path, capsys):
     empty.write_text("")
     main = script(name)
     assert main(["--task", "cnndm", "--data", str(missing), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
-    assert "bad.jsonl:1: missing field 'highlights'" in capsys.readouterr().err
+    assert "bad.jsonl, line 1, field 'highlights': missing" in capsys.readouterr().err
     assert main(["--task", "cnndm", "--data", str(empty), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
     assert "empty.jsonl: no records" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
@@ -12,9 +13,11 @@ import sys
 import textwrap
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from ziegler_trl.errors import LabelFileError
 from ziegler_trl.labeling import Answer, LabelConflictError, LabelStore
 from ziegler_trl.labeling import store as store_module
 
@@ -59,13 +62,13 @@ def test_answers_idempotent_conflicts_and_append_only(store):
     with pytest.raises(LabelConflictError, match="'ann' already answered comparison .* with best=2"):
         store.add_answer(ids[0], "ann", 1)
     assert len(store.answers()) == 1
-    with pytest.raises(ValueError, match=r"field 'best' must be an integer in \[0, 4\), got 4"):
+    with pytest.raises(ValueError, match=r"field 'best' must be an integer in \[0, 4\) \(got 4\)"):
         store.add_answer(ids[1], "ann", 4)
     with pytest.raises(ValueError, match="field 'ranking' must be a permutation of 0..3"):
         store.add_answer(ids[1], "ann", 0, ranking=[0, 1, 1, 2])
     with pytest.raises(ValueError, match="field 'ranking' starts with 1 but 'best' is 0"):
         store.add_answer(ids[1], "ann", 0, ranking=[1, 0, 2, 3])
-    with pytest.raises(ValueError, match="a skipped answer has no 'best'"):
+    with pytest.raises(ValueError, match="field 'skipped' is true, so 'best' and 'ranking' must be null"):
         store.add_answer(ids[1], "ann", 0, skipped=True)
     with pytest.raises(PermissionError, match="not assigned to labeler 'ann'"):
         store.add_answer(ids[1], "ann", 0, require_assignment=True)
@@ -188,25 +191,139 @@ def test_export_import_roundtrip_and_idempotent(store, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", r"bad\.jsonl:2: not valid JSON"),
-        ("[1, 2]", r"bad\.jsonl:2: expected a JSON object, got list"),
-        ('{"completions": ["a", "b"], "best": 0}', r"bad\.jsonl:2: missing field 'prompt'"),
-        ('{"prompt": "p", "completions": ["a"], "best": 0}', r"bad\.jsonl:2: field 'completions' must be a list"),
-        ('{"prompt": "p", "completions": ["a", "b"], "best": 2}', r"bad\.jsonl:2: field 'best' must be an integer"),
-        ('{"prompt": "p", "completions": ["a", "b"]}', r"bad\.jsonl:2: needs field 'best' or field 'answers'"),
+        ("{not json", r"bad\.jsonl, line 2: not valid JSON \(Expecting property name .*, column 2\)"),
+        ("[1, 2]", r"bad\.jsonl, line 2: expected a JSON object, got list"),
+        ('{"completions": ["a", "b"], "best": 0}', r"bad\.jsonl, line 2, field 'prompt': missing"),
+        ('{"prompt": "p", "completions": ["a"], "best": 0}',
+         r"bad\.jsonl, line 2, field 'completions': must be a list of at least 2 strings \(got \['a'\]\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 2}',
+         r"bad\.jsonl, line 2, field 'best': must be an integer in \[0, 2\) \(got 2\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "bset": 0}',
+         r"bad\.jsonl, line 2, field 'bset': is not a field of a label record \(known: uid, prompt"),
         ('{"prompt": "p", "completions": ["a", "b"], "round": "x", "best": 0}',
-         r"bad\.jsonl:2: field 'round' must be int"),
+         r"bad\.jsonl, line 2, field 'round': must be an integer in \[0, 2\*\*63\) or null \(got 'x'\)"),
         ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "skipped": "no"}]}',
-         r"bad\.jsonl:2: answers\[0\]: field 'skipped' must be true or false"),
-        ('{"prompt": "q", "completions": ["a", "b"], "best": 1}', r"bad\.jsonl:2: labeler 'import' already answered"),
+         r"bad\.jsonl, line 2, field 'answers\[0\]\.skipped': must be true or false \(got 'no'\)"),
+        ('{"prompt": "q", "completions": ["a", "b"], "best": 1}',
+         r"bad\.jsonl, line 2: labeler 'import' already answered"),
+        # integers SQLite cannot hold, and integer literals Python refuses to parse
+        ('{"prompt": "p", "completions": ["a", "b"], "round": 9223372036854775808, "best": 0}',
+         r"line 2, field 'round': must be an integer in \[0, 2\*\*63\) or null \(got 9223372036854775808\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 99999999999999999999999}',
+         r"line 2, field 'best': must be an integer in \[0, 2\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": ' + "7" * 5000 + "}",
+         r"line 2: not readable JSON \(Exceeds the limit \(4300 digits\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "ranking": [0, 18446744073709551616]}]}',
+         r"line 2, field 'answers\[0\]\.ranking': must be a permutation of 0\.\.1"),
+        # timestamps are finite numbers, nothing else
+        ('{"prompt": "p", "completions": ["a", "b"], "created": "yesterday"}',
+         r"line 2, field 'created': must be a number of seconds \(got 'yesterday'\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "created": NaN}',
+         r"line 2, field 'created': must be a finite number of seconds \(got nan\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "created": 1e999}',
+         r"line 2, field 'created': must be a finite number of seconds \(got inf\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "created": ' + "9" * 400 + "}",
+         r"line 2, field 'created': must be a finite number of seconds \(got 9999"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "answered_at": [1]}]}',
+         r"line 2, field 'answers\[0\]\.answered_at': must be a number of seconds \(got \[1\]\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "answered_at": {"t": 1}}]}',
+         r"line 2, field 'answers\[0\]\.answered_at': must be a number of seconds"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "shown_at": NaN}]}',
+         r"line 2, field 'answers\[0\]\.shown_at': must be a finite number of seconds \(got nan\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "shown_at": -Infinity}]}',
+         r"line 2, field 'answers\[0\]\.shown_at': must be a finite number of seconds \(got -inf\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "shown_at": true}]}',
+         r"line 2, field 'answers\[0\]\.shown_at': must be a number of seconds \(got True\)"),
+        # text SQLite/UTF-8 cannot store, and structure nobody writes
+        ('{"prompt": "p", "completions": ["a", "b\\udc80"], "best": 0}',
+         r"line 2, field 'completions\[1\]': holds a lone surrogate"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "labeler": "\\ud800x"}]}',
+         r"line 2, field 'answers\[0\]\.labeler': holds a lone surrogate"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": ' + "[" * 100 + "]" * 100 + "}",
+         r"line 2, field 'labeler\[0\]\[0\]': nested more than 64 levels deep"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": ' + "[" * 100000 + "]" * 100000 + "}",
+         r"line 2: not readable JSON \(nested too deep\)"),
+        ('{"prompt": ["p"], "completions": ["a", "b"], "best": 0}',
+         r"line 2, field 'prompt': must be a string \(got \['p'\]\)"),
+        ('{"prompt": "p", "completions": ["a", 3], "best": 0}', r"line 2, field 'completions\[1\]': must be a string"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": true}', r"line 2, field 'best': must be an integer"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": {"best": 0}}',
+         r"line 2, field 'answers': must be a list of answers"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [0]}',
+         r"line 2, field 'answers\[0\]': expected an object, got int"),
+        ('{"prompt": "p", "completions": ["a", "b"], "task": 5, "best": 0}',
+         r"line 2, field 'task': must be a string or null \(got 5\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": ""}',
+         r"line 2, field 'labeler': must be a non-empty string"),
+        ('{"prompt": "p", "completions": ["a", "b"], "labeler": "z"}',
+         r"line 2, field 'labeler': names a labeler but gives no 'best' or 'ranking' \(got 'z'\)"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 0, "answers": []}',
+         r"line 2, field 'answers': a record with 'answers' gives 'best', 'ranking' and 'labeler' inside each"),
+        ('{"prompt": "p", "completions": ["a", "b"], "answers": [{"best": 0, "Best": 1}]}',
+         r"line 2, field 'answers\[0\]\.Best': is not a field of an answer"),
     ],
 )
-def test_import_errors_name_file_line_field_and_import_nothing(store, tmp_path, line, message):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "q", "completions": ["a", "b"], "best": 0}\n' + line + "\n")
-    with pytest.raises(ValueError, match=message):
+def test_import_errors_name_file_line_field_and_leave_the_store_byte_identical(store, tmp_path, line, message):
+    good = '{"prompt": "q", "completions": ["a", "b"], "best": 0}\n'
+    store.import_jsonl(_write(tmp_path / "good.jsonl", good))
+    before = _store_bytes(store)
+    bad = _write(tmp_path / "bad.jsonl", '{"prompt": "new", "completions": ["c", "d"]}\n' + line + "\n")
+    with pytest.raises(LabelFileError, match=message):
         store.import_jsonl(bad)
-    assert store.counts()["comparisons"] == 0 and store.answers() == []
+    assert _store_bytes(store) == before
+    assert store.counts()["comparisons"] == 1 and len(store.answers()) == 1
+
+
+def _write(path, text: str, encoding: str = "utf-8"):
+    path.write_bytes(text.encode(encoding, errors="surrogatepass"))
+    return path
+
+
+def _store_bytes(store: LabelStore) -> dict[str, bytes]:
+    files = [store.path, store.path.with_name(store.path.name + "-wal")]
+    return {f.name: f.read_bytes() for f in files if f.exists()}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"prompt": "p", "completions": ["a", "b\xff"], "best": 0}\n',
+         r"bad\.jsonl, line 2: not valid UTF-8 \(bytes b'\\xff': invalid start byte\)"),
+        (b'{"prompt": "p\xc3", "completions": ["a", "b"], "best": 0}\n', r"bad\.jsonl, line 2: not valid UTF-8"),
+        ('{"prompt": "p", "completions": ["a", "b"], "best": 0}\n'.encode("utf-16-le"),
+         r"bad\.jsonl, line 1: holds NUL bytes: is it UTF-16 or UTF-32 without a byte-order mark\? Save it as UTF-8"),
+        (b"\xff\xfe" + '{"prompt": "p", "completions": ["a"'.encode("utf-16-le") + b"\x00\xd8",
+         r"bad\.jsonl, line 1: not valid UTF-16-LE"),
+    ],
+)
+def test_import_refuses_undecodable_bytes_by_name(store, tmp_path, data, message):
+    good = b'{"prompt": "q", "completions": ["a", "b"], "best": 0}\n'
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes((good if not data.startswith((b"\xff\xfe", b"{\x00")) else b"") + data)
+    before = _store_bytes(store)
+    with pytest.raises(LabelFileError, match=message):
+        store.import_jsonl(path)
+    assert _store_bytes(store) == before
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_import_reads_byte_order_marked_files(store, tmp_path, encoding):
+    text = '{"prompt": "p é", "completions": ["a ✓", "b"], "best": 1}\r\n'
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    (tmp_path / "x.jsonl").write_bytes(data)
+    assert store.import_jsonl(tmp_path / "x.jsonl") == 1
+    assert (store.comparisons()[0].prompt, store.comparisons()[0].completions) == ("p é", ["a ✓", "b"])
+
+
+def test_import_missing_or_empty_file(store, tmp_path):
+    with pytest.raises(LabelFileError, match=r"nothing\.jsonl: no such file"):
+        store.import_jsonl(tmp_path / "nothing.jsonl")
+    with pytest.raises(LabelFileError, match=r"empty\.jsonl: no records"):
+        store.import_jsonl(_write(tmp_path / "empty.jsonl", "\n  \n"))
+    with pytest.raises(LabelFileError, match=r"is a folder"):
+        store.import_jsonl(tmp_path)
 
 
 def test_import_refuses_uid_with_other_content(store, tmp_path):
@@ -215,8 +332,50 @@ def test_import_refuses_uid_with_other_content(store, tmp_path):
     record["prompt"] = "changed"
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps(record) + "\n")
-    with pytest.raises(ValueError, match=r"x\.jsonl:1: field 'uid': .* already stored with a different comparison"):
+    with pytest.raises(LabelFileError, match=r"x\.jsonl, line 1, field 'uid': is already stored with a different comparison"):
         store.import_jsonl(path)
+
+
+def test_enqueue_unanswered_comparisons_then_assign_answer_export(store, tmp_path):
+    rows = [{"prompt": "Tell me a story.", "completions": ["Once upon a time.", "No."], "task": "sentiment",
+             "round": 3, "policy": "mine"},
+            {"prompt": "Summarise.", "completions": ["Short.", "Long and winding.", "Medium."]}]
+    path = _write(tmp_path / "queue.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert store.import_jsonl(path) == 0  # no answers yet
+    assert store.import_jsonl(path) == 0 and store.counts()["comparisons"] == 2  # content uids: idempotent
+    first, second = store.comparisons()
+    assert (first.task, first.round, first.policy, second.k) == ("sentiment", 3, "mine", 3)
+    store.add_labeler("ann")
+    assert store.assign() == 2
+    shown = store.next_assignment("ann")
+    assert shown.id == first.id
+    store.add_answer(first.id, "ann", 0, require_assignment=True)
+    store.add_answer(second.id, "ann", skipped=True, require_assignment=True)
+    exported = [json.loads(line) for line in store.export_jsonl().split("\n") if line]
+    assert [len(r["answers"]) for r in exported] == [1, 1]
+    assert store.to_dataset()[:] == {"prompt": ["Tell me a story."], "completions": [["Once upon a time.", "No."]],
+                                      "best": [0]}
+    # a file of answered rows with a typo in 'best' is refused, never stored as an unanswered comparison
+    typo = _write(tmp_path / "typo.jsonl", '{"prompt": "p", "completions": ["a", "b"], "Best": 1}\n')
+    with pytest.raises(LabelFileError, match=r"field 'Best': is not a field"):
+        store.import_jsonl(typo)
+
+
+LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\r"
+
+
+def test_export_import_roundtrips_every_line_breaking_character(store, tmp_path):
+    text = "".join(f"<{c}>" for c in LINE_BREAKERS)
+    (cid,) = store.add_comparisons([f"prompt {text}"], [[f"a{text}", "b\u2028\u2029"]], task=text)
+    store.add_answer(cid, f"ann{text}", 1)
+    exported = store.export_jsonl(tmp_path / "out.jsonl")
+    assert len(exported.splitlines()) == 1 and exported.count("\n") == 1  # any splitter sees one record
+    assert not set(LINE_BREAKERS) & set(exported)
+    other = LabelStore(tmp_path / "other.db")
+    assert other.import_jsonl(tmp_path / "out.jsonl") == 1
+    assert other.export_jsonl() == exported
+    assert other.comparisons()[0].completions == [f"a{text}", "b\u2028\u2029"]
+    assert other.answers()[0].labeler == f"ann{text}"
 
 
 def test_concurrent_writers_lose_nothing(store):
@@ -241,14 +400,16 @@ def test_concurrent_writers_lose_nothing(store):
     assert Counter(a.labeler for a in store.answers()) == {n: 40 for n in names}
 
 
-# The writer loads store.py on its own (it needs only the standard library) so the child starts in a blink.
+# The writer loads store.py without the package's __init__ (the store needs only the standard library and its
+# stdlib-only siblings errors.py and jsonl.py) so the child starts in a blink.
 WRITER = textwrap.dedent(
     """
-    import importlib.util, sys
-    spec = importlib.util.spec_from_file_location("label_store", sys.argv[2])
-    module = sys.modules["label_store"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    Answer, LabelStore = module.Answer, module.LabelStore
+    import sys, types
+    root = sys.argv[2]
+    for name, folder in (("ziegler_trl", root), ("ziegler_trl.labeling", root + "/labeling")):
+        package = sys.modules[name] = types.ModuleType(name)
+        package.__path__ = [folder]
+    from ziegler_trl.labeling.store import Answer, LabelStore
     store = LabelStore(sys.argv[1])
     batch = 0
     while True:
@@ -268,7 +429,8 @@ def test_kill_during_writes_keeps_every_committed_label(tmp_path):
     LabelStore(path)  # schema first, so each writer is killed mid-batch rather than mid-setup
     committed: dict[str, list[int]] = {"C": [], "A": []}
     for stop_after in (40, 120, 200):  # three kills at different points, each on the file the last one left
-        child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), store_module.__file__],
+        package = str(Path(store_module.__file__).parents[1])
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(path), package],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
         seen = 0

@@ -139,7 +139,7 @@ def test_ranking_loss_run(tmp_path, tiny_model_dir, tiny_tokenizer):
 def test_bad_rows_are_rejected_before_training(tmp_path, tiny_model_dir, tiny_tokenizer):
     rows = comparisons(4).to_list()
     rows[2]["best"] = 7
-    with pytest.raises(ValueError, match=r"train dataset, row 2, field 'best'"):
+    with pytest.raises(ValueError, match=r"train dataset, record 2, field 'best'"):
         BestOfKRewardTrainer(
             str(tiny_model_dir), args=config(tmp_path), train_dataset=Dataset.from_list(rows),
             processing_class=tiny_tokenizer,

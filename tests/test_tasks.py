@@ -1,11 +1,13 @@
 import copy
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
 from ziegler_trl import TASKS, TaskSpec, format_query, load_task_texts, truncate_responses
+from ziegler_trl.errors import DataFileError
 from ziegler_trl.tasks import clean_cnndm, single_token_id
 
 
@@ -151,17 +153,40 @@ def test_jsonl_adapters_on_shared_samples(tiny_tokenizer):
 
 def test_jsonl_errors_name_file_line_and_field(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"article": "ok", "highlights": "h"}\n{"article": "no highlights"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'highlights'"):
-        load_task_texts("cnndm", str(path))
-    path.write_text('{"text": 3}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'text' must be a non-empty string"):
+    cases = [
+        ('{"article": "ok", "highlights": "h"}\n{"article": "no highlights"}\n', "cnndm",
+         r"bad\.jsonl, line 2, field 'highlights': missing \(task 'cnndm' reads \['article', 'highlights'\]\)"),
+        ('{"text": 3}\n', "sentiment", r"bad\.jsonl, line 1, field 'text': must be a non-empty string \(got 3\)"),
+        ('{"text": "  "}\n', "sentiment", r"line 1, field 'text': must be a non-empty string"),
+        ("{oops\n", "sentiment", r"bad\.jsonl, line 1: not valid JSON \(Expecting property name"),
+        ('\n\n["a"]\n', "sentiment", r"bad\.jsonl, line 3: expected a JSON object, got list"),
+        ('{"text": "a\\udfff b."}\n', "sentiment", r"line 1, field 'text': holds a lone surrogate"),
+        ('{"text": ' + "[" * 5000 + "]" * 5000 + "}\n", "sentiment", r"line 1: not readable JSON \(nested too deep\)"),
+        ('{"text": ' + "1" * 4301 + "}\n", "sentiment", r"line 1: not readable JSON \(Exceeds the limit"),
+        ("", "sentiment", r"bad\.jsonl: no records"),
+    ]
+    for text, task, message in cases:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(DataFileError, match=message):
+            load_task_texts(task, str(path))
+    path.write_bytes(b'{"text": "ok."}\n{"text": "caf\xe9."}\n')  # Latin-1, not UTF-8
+    with pytest.raises(DataFileError, match=r"bad\.jsonl, line 2: not valid UTF-8 \(bytes b'\\xe9'"):
         load_task_texts("sentiment", str(path))
-    path.write_text("{oops\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid JSON"):
+    path.write_bytes('{"text": "ok."}\n'.encode("utf-16-le"))
+    with pytest.raises(DataFileError, match=r"line 1: holds NUL bytes: is it UTF-16 or UTF-32 without a byte-order"):
         load_task_texts("sentiment", str(path))
-    path.write_text("")
-    with pytest.raises(ValueError, match="no records"):
-        load_task_texts("sentiment", str(path))
+    with pytest.raises(DataFileError, match=r"missing\.jsonl: no such file"):
+        load_task_texts("sentiment", str(tmp_path / "missing.jsonl"))
+    with pytest.raises(DataFileError, match=r"bookz: not a file, nor one of the Hub sources of task .sentiment."):
+        load_task_texts("sentiment", "bookz")
     with pytest.raises(KeyError, match="Unknown task"):
         load_task_texts("poetry", str(path))
+
+
+def test_jsonl_texts_read_byte_order_marks_and_line_separators(tmp_path):
+    path = tmp_path / "texts.jsonl"
+    texts = ["One.\u2028Two\u2029three\x85four.", "Caf\u00e9 \u2603."]
+    body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\r\n" for t in texts)  # raw U+2028 in a line
+    for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        path.write_bytes(body.encode(encoding))
+        assert load_task_texts("sentiment", str(path))["text"] == texts

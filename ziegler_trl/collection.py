@@ -7,7 +7,6 @@ A comparison row is what the reward trainer reads, plus provenance:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .jsonl import jsonl_line
 from .labeling import Labeler, LabelStore
 from .sampling import sample_completions
 from .tasks import Query, TaskSpec, get_task
@@ -78,7 +78,7 @@ def write_jsonl(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(jsonl_line(row))
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)

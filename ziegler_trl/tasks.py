@@ -30,6 +30,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from .errors import DataFileError
 from .jsonl import read_jsonl
 
 
@@ -198,27 +199,29 @@ def _clean(task: TaskSpec, text: str) -> str:
 def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None = None) -> Dataset:
     """Read a JSONL file into a Dataset with `text` (and `reference` for summarization tasks).
 
-    Errors name the file, the 1-based line and the field: bad JSON, missing field, a non-string or empty value.
+    Any fault is a `DataFileError` naming the file, the 1-based line and the field: bytes that are not UTF-8 (or
+    UTF-16/32 with a byte-order mark), bad JSON, a record that is not an object, a missing field, a value that is
+    not a non-empty string, a lone surrogate.
     """
     task = get_task(task)
     path = Path(path)
     fields = [task.text_field] + ([task.reference_field] if task.reference_field else [])
     rows: dict[str, list[str]] = {"text": [], "reference": []}
-    for line_no, record in read_jsonl(path):
+    for line_no, record in read_jsonl(path, DataFileError):
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            raise DataFileError(path, f"expected a JSON object, got {type(record).__name__}", line=line_no)
         for name in fields:
-            value = record.get(name)
             if name not in record:
-                raise ValueError(f"{path}:{line_no}: missing field {name!r} (task {task.name!r} reads {fields})")
+                raise DataFileError(path, f"missing (task {task.name!r} reads {fields})", line=line_no, field=name)
+            value = record[name]
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{path}:{line_no}: field {name!r} must be a non-empty string")
+                raise DataFileError(path, "must be a non-empty string", line=line_no, field=name, value=value)
         rows["text"].append(_clean(task, record[task.text_field]))
         rows["reference"].append(record[task.reference_field] if task.reference_field else "")
         if limit is not None and len(rows["text"]) >= limit:
             break
     if not rows["text"]:
-        raise ValueError(f"{path}: no records")
+        raise DataFileError(path, "no records")
     if not task.reference_field:
         del rows["reference"]
     return Dataset.from_dict(rows)
@@ -232,8 +235,8 @@ def load_task_texts(
     if source.endswith((".jsonl", ".json")) or Path(source).is_file():
         return load_jsonl_texts(source, task, limit)
     if source not in task.hf_sources:
-        raise ValueError(
-            f"Unknown source {source!r} for task {task.name!r}: give a JSONL file or one of {sorted(task.hf_sources)}"
+        raise DataFileError(
+            source, f"not a file, nor one of the Hub sources of task {task.name!r}: {sorted(task.hf_sources)}"
         )
     from datasets import load_dataset
 

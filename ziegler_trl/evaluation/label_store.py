@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..jsonl import parse_jsonl_text
 from ..labeling.store import LabelStore
 from .preference import PreferenceItems
 from .records import read_records
@@ -37,8 +38,7 @@ def _models(policy: str | None, k: int, where: str) -> list[str]:
 def judgments_from_store(store: LabelStore | str | Path) -> list[dict]:
     """One judgment row per answered (not skipped) label, from a `LabelStore` or its `export_jsonl` file."""
     if isinstance(store, LabelStore):
-        lines = store.export_jsonl().splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
+        records = [record for _, record in parse_jsonl_text(store.export_jsonl(), store.path)]
         if not records:
             raise ValueError(f"label store {store.path} holds no comparisons")
         source = str(store.path)

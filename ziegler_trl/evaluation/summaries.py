@@ -8,7 +8,6 @@ abbreviation ("Mr.", "U.S.", "p.m."), which would cut lead-3 short on news text.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +16,7 @@ import pysbd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..jsonl import jsonl_line
 from ..models import load_policy, load_tokenizer
 from ..sampling import sample_completions
 from ..tasks import TaskSpec, format_query, get_task, load_task_texts
@@ -52,7 +52,7 @@ class Summaries:
         """Append this row's summaries to `path`, one {row, index, summary, valid} per line."""
         with Path(path).open("a", encoding="utf-8") as handle:
             handle.writelines(
-                json.dumps({"row": self.name, "index": index, "summary": summary, "valid": valid}) + "\n"
+                jsonl_line({"row": self.name, "index": index, "summary": summary, "valid": valid})
                 for index, summary, valid in zip(self.indices, self.summaries, self.valid)
             )
 

@@ -7,11 +7,11 @@ The functions below do the work and are what tests call.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..jsonl import jsonl_line
 from .store import AGGREGATES, LabelStore
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -59,13 +59,17 @@ def export(store_path: str | Path, output: str | Path, dataset: bool = False, ag
     store = LabelStore(store_path)
     if dataset:
         rows = store.to_dataset(aggregate)
-        Path(output).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        Path(output).write_text("".join(jsonl_line(row) for row in rows), encoding="utf-8")
         return len(rows)
     return store.export_jsonl(output).count("\n")
 
 
 def import_labels(store_path: str | Path, path: str | Path, labeler: str = "import") -> int:
-    """Import a JSONL file of comparisons/answers (all or nothing); returns the number of new answers."""
+    """Import a JSONL file of comparisons, answered or not (all or nothing); returns the number of new answers.
+
+    Unanswered rows {"prompt", "completions"[, "task", "round", "policy"]} queue one's own comparisons for people:
+    `label assign` then hands them out in the web app.
+    """
     return LabelStore(store_path).import_jsonl(path, labeler=labeler)
 
 
@@ -162,12 +166,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sub.set_defaults(func=run_export)
 
-    sub = with_store(commands.add_parser("import", help="add comparisons and answers from a JSONL file"))
+    sub = with_store(commands.add_parser(
+        "import", help="add comparisons from a JSONL file: answered (an export, best-of-K rows) or unanswered "
+        "({prompt, completions} rows, for people to label after `label assign`)"))
     sub.add_argument("path")
     sub.add_argument("--labeler", default="import", help="labeler id for rows that name none")
 
     def run_import(args: argparse.Namespace) -> int:
-        print(f"{import_labels(args.store, args.path, args.labeler)} new answers imported from {args.path}")
+        before = LabelStore(args.store).counts()["comparisons"]
+        answers = import_labels(args.store, args.path, args.labeler)
+        added = LabelStore(args.store).counts()["comparisons"] - before
+        print(f"{added} new comparisons and {answers} new answers imported from {args.path}")
+        if added:
+            print(f"people label the unanswered ones after: ziegler-trl label assign --store {args.store}")
         return 0
 
     sub.set_defaults(func=run_import)

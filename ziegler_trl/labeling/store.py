@@ -50,6 +50,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import LabelFileError, shorten
+from ..jsonl import has_lone_surrogate, jsonl_line, read_jsonl
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -194,36 +197,86 @@ class LabelAgreement:
     by_pair: dict[tuple[str, str], tuple[int, int]]  # (a, b) -> (agreeing, compared)
 
 
+SQLITE_INTEGER_MAX = 2**63 - 1  # SQLite stores 64-bit signed integers; a larger Python int cannot be bound
+_NO_VALUE = object()
+
+
+class FieldError(ValueError):
+    """A value the store cannot hold; `field` says where it is (e.g. "completions[1]", "answers[0].best")."""
+
+    def __init__(self, field: str, message: str, value: object = _NO_VALUE):
+        self.field, self.message, self.value = field, message, value
+        super().__init__(f"field {field!r} {message}" + ("" if value is _NO_VALUE else f" (got {shorten(value)})"))
+
+    def within(self, prefix: str) -> FieldError:
+        """The same error with the field path under `prefix` (a record's "answers[2]", ...)."""
+        return FieldError(f"{prefix}.{self.field}", self.message, self.value)
+
+
+def _check_text(value: object, name: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise FieldError(name, "must be a string" + (" or null" if optional else ""), value)
+    if has_lone_surrogate(value):
+        raise FieldError(name, "holds a lone surrogate, which UTF-8 (and so SQLite) cannot store", value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_timestamp(value: object, name: str) -> float | None:
+    """Seconds since the epoch as a finite float (None stays None); anything else is a FieldError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldError(name, "must be a number of seconds", value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond float range
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise FieldError(name, "must be a finite number of seconds", value)
+    return seconds
+
+
 def validate_answer(k: int, best: int | None, ranking: Sequence[int] | None, shown_order: Sequence[int] | None,
-                    skipped: bool) -> None:
-    """Raise ValueError naming the field when an answer cannot describe a K-way comparison."""
-    if skipped:
-        if best is not None or ranking is not None:
-            raise ValueError("a skipped answer has no 'best' or 'ranking'")
-    elif best is None:
-        raise ValueError("field 'best' is required unless the answer is skipped")
-    if best is not None and (isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < k):
-        raise ValueError(f"field 'best' must be an integer in [0, {k}), got {best!r}")
+                    skipped: bool, *, shown_at: object = None, answered_at: object = None) -> None:
+    """Raise a FieldError (a ValueError) naming the field when an answer cannot describe a K-way comparison."""
+    if not isinstance(skipped, bool):
+        raise FieldError("skipped", "must be true or false", skipped)
     for name, perm in (("ranking", ranking), ("shown_order", shown_order)):
         if perm is not None and (
-            not isinstance(perm, (list, tuple))
-            or not all(isinstance(i, int) and not isinstance(i, bool) for i in perm)
-            or sorted(perm) != list(range(k))
+            not isinstance(perm, (list, tuple)) or not all(_is_int(i) for i in perm) or sorted(perm) != list(range(k))
         ):
-            raise ValueError(f"field {name!r} must be a permutation of 0..{k - 1}, got {perm!r}")
+            raise FieldError(name, f"must be a permutation of 0..{k - 1}", perm)
+    if skipped:
+        if best is not None or ranking is not None:
+            raise FieldError("skipped", "is true, so 'best' and 'ranking' must be null")
+    elif best is None:
+        raise FieldError("best", "is required unless the answer is skipped")
+    if best is not None and (not _is_int(best) or not 0 <= best < k):
+        raise FieldError("best", f"must be an integer in [0, {k})", best)
     if ranking is not None and best is not None and ranking[0] != best:
-        raise ValueError(f"field 'ranking' starts with {ranking[0]} but 'best' is {best}")
+        raise FieldError("ranking", f"starts with {ranking[0]} but 'best' is {best}")
+    validate_timestamp(shown_at, "shown_at")
+    validate_timestamp(answered_at, "answered_at")
 
 
-def validate_comparison(prompt: object, completions: object) -> None:
-    if not isinstance(prompt, str):
-        raise ValueError(f"field 'prompt' must be a string, got {type(prompt).__name__}")
-    if (
-        not isinstance(completions, (list, tuple))
-        or len(completions) < 2
-        or not all(isinstance(c, str) for c in completions)
-    ):
-        raise ValueError("field 'completions' must be a list of at least 2 strings")
+def validate_comparison(prompt: object, completions: object, *, task: object = None, round: object = None,
+                        policy: object = None, uid: object = None, created: object = None) -> None:
+    """Raise a FieldError (a ValueError) naming the field when a comparison cannot be stored as given."""
+    _check_text(prompt, "prompt")
+    if not isinstance(completions, (list, tuple)) or len(completions) < 2:
+        raise FieldError("completions", "must be a list of at least 2 strings", completions)
+    for index, completion in enumerate(completions):
+        _check_text(completion, f"completions[{index}]")
+    for name, value in (("task", task), ("policy", policy), ("uid", uid)):
+        _check_text(value, name, optional=True)
+    if round is not None and (not _is_int(round) or not 0 <= round <= SQLITE_INTEGER_MAX):
+        raise FieldError("round", "must be an integer in [0, 2**63) or null", round)
+    validate_timestamp(created, "created")
 
 
 def _content_uid(prompt: str, completions: Sequence[str], task: str | None, round_: int | None) -> str:
@@ -344,8 +397,8 @@ class LabelStore:
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completion lists")
         for row, (prompt, group) in enumerate(zip(prompts, completions)):
             try:
-                validate_comparison(prompt, list(group) if isinstance(group, tuple) else group)
-            except ValueError as err:
+                validate_comparison(prompt, group, task=task, round=round, policy=policy)
+            except FieldError as err:
                 raise ValueError(f"comparison {row}: {err}") from None
         now = time.time()
         with self._write() as db:
@@ -876,22 +929,23 @@ class LabelStore:
         return Dataset.from_dict(rows)
 
     def export_jsonl(self, path: str | Path | None = None) -> str:
-        """Every comparison with all its answers, one JSON object per line; written to `path` when given."""
+        """Every comparison with all its answers, one JSON object per line; written to `path` when given.
+
+        `import_jsonl` and `load_label_dataset` read it back; strings are escaped so that no line splitter breaks a
+        record (see `ziegler_trl.jsonl`).
+        """
         by_comparison: dict[int, list[dict]] = {}
         for a in self.answers():
             by_comparison.setdefault(a.comparison_id, []).append(
                 {"labeler": a.labeler, "best": a.best, "ranking": a.ranking, "shown_order": a.shown_order,
                  "skipped": a.skipped, "shown_at": a.shown_at, "answered_at": a.answered_at}
             )
-        lines = [
-            json.dumps(
-                {"uid": c.uid, "prompt": c.prompt, "completions": c.completions, "task": c.task, "round": c.round,
-                 "policy": c.policy, "created": c.created, "answers": by_comparison.get(c.id, [])},
-                ensure_ascii=False,
-            )
+        text = "".join(
+            jsonl_line({"uid": c.uid, "prompt": c.prompt, "completions": c.completions, "task": c.task,
+                        "round": c.round, "policy": c.policy, "created": c.created,
+                        "answers": by_comparison.get(c.id, [])})
             for c in self.comparisons()
-        ]
-        text = "".join(line + "\n" for line in lines)
+        )
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
@@ -899,90 +953,39 @@ class LabelStore:
     def import_jsonl(self, path: str | Path, labeler: str = "import") -> int:
         """Add comparisons and answers from a JSONL file (all or nothing); returns how many answers are new.
 
-        A line is an `export_jsonl` record, or a dataset row {"prompt", "completions", "best"[, "ranking"]}
-        answered by `labeler` (or the row's own "labeler"). Comparisons are matched by "uid" (rows without one
-        get a uid from their content), so importing a file twice changes nothing. Errors name file:line: field.
+        A line is an `export_jsonl` record; a dataset row {"prompt", "completions", "best"[, "ranking"]} answered by
+        `labeler` (or the row's own "labeler"); or an unanswered comparison {"prompt", "completions"}, which
+        `label assign` then hands to people to label in the web app. Each may carry "task", "round", "policy" and
+        "uid"; any other field is refused. Comparisons are matched by "uid" (rows without one get a uid from their
+        content), so importing a file twice changes nothing. A malformed file raises a `LabelFileError` naming the
+        line and the field, and leaves the store as it was.
         """
-        path = Path(path)
-        records = []
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if line.strip():
-                    records.append((line_no, self._parse_record(path, line_no, line, labeler)))
+        records = read_jsonl(path, LabelFileError)
+        return self.import_records([r for _, r in records], path, labeler=labeler, lines=[n for n, _ in records])
+
+    def import_records(self, records: Sequence[object], source: str | Path, *, labeler: str = "import",
+                       lines: Sequence[int] | None = None) -> int:
+        """`import_jsonl` of records already parsed (`lines[i]` is record i's line in `source`, if it has lines)."""
         if not records:
-            raise ValueError(f"{path}: no records")
-        before = self.counts()["answers"] + self.counts()["skipped"]
+            raise LabelFileError(source, "no records")
+        parsed = []
+        for index, record in enumerate(records):
+            where = {"line": lines[index]} if lines is not None else {"record": index}
+            parsed.append((where, parse_label_record(record, source, labeler, **where)))
         with self._write() as db:
-            for line_no, (comparison, answers) in records:
+            (before,), = db.execute("SELECT COUNT(*) FROM answers").fetchall()
+            for where, (comparison, answers) in parsed:
+                field_of_answer = None
                 try:
                     cid = self._upsert_comparison(db, comparison)
-                    for answer in answers:
+                    for field_of_answer, answer in answers:
                         self._insert_answer(db, Answer(cid, **answer), require_assignment=False)
-                except (ValueError, KeyError) as err:
-                    raise ValueError(f"{path}:{line_no}: {err}") from None
-        return self.counts()["answers"] + self.counts()["skipped"] - before
-
-    @staticmethod
-    def _parse_record(path: Path, line_no: int, line: str, labeler: str) -> tuple[dict, list[dict]]:
-        where = f"{path}:{line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        for name in ("prompt", "completions"):
-            if name not in record:
-                raise ValueError(f"{where}: missing field {name!r}")
-        try:
-            validate_comparison(record["prompt"], record["completions"])
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        for name, kind in (("task", str), ("round", int), ("policy", str), ("uid", str)):
-            value = record.get(name)
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise ValueError(f"{where}: field {name!r} must be {kind.__name__} or null, got {value!r}")
-        if "answers" in record:
-            raw_answers = record["answers"]
-            if not isinstance(raw_answers, list):
-                raise ValueError(f"{where}: field 'answers' must be a list")
-        elif "best" in record:
-            raw_answers = [{key: record[key] for key in ("best", "ranking", "labeler") if key in record}]
-        else:
-            raise ValueError(f"{where}: needs field 'best' or field 'answers'")
-        k = len(record["completions"])
-        answers = []
-        for index, raw in enumerate(raw_answers):
-            at = f"{where}: answers[{index}]" if "answers" in record else where
-            if not isinstance(raw, dict):
-                raise ValueError(f"{at}: expected an object")
-            answer = {
-                "labeler": raw.get("labeler", labeler),
-                "best": raw.get("best"),
-                "ranking": raw.get("ranking"),
-                "shown_order": raw.get("shown_order"),
-                "skipped": raw.get("skipped", False),
-                "shown_at": raw.get("shown_at"),
-                "answered_at": raw.get("answered_at") or 0.0,
-            }
-            if not isinstance(answer["labeler"], str) or not answer["labeler"]:
-                raise ValueError(f"{at}: field 'labeler' must be a non-empty string")
-            if not isinstance(answer["skipped"], bool):
-                raise ValueError(f"{at}: field 'skipped' must be true or false")
-            for name in ("shown_at", "answered_at"):
-                if answer[name] is not None and not isinstance(answer[name], (int, float)):
-                    raise ValueError(f"{at}: field {name!r} must be a number of seconds")
-            try:
-                validate_answer(k, answer["best"], answer["ranking"], answer["shown_order"], answer["skipped"])
-            except ValueError as err:
-                raise ValueError(f"{at}: {err}") from None
-            answers.append(answer)
-        comparison = {key: record.get(key) for key in ("prompt", "completions", "task", "round", "policy", "uid")}
-        comparison["uid"] = comparison["uid"] or _content_uid(
-            record["prompt"], record["completions"], record.get("task"), record.get("round")
-        )
-        comparison["created"] = record.get("created") or time.time()
-        return comparison, answers
+                except FieldError as err:
+                    raise LabelFileError(source, err.message, field=err.field, value=err.value, **where) from None
+                except LabelConflictError as err:
+                    raise LabelFileError(source, str(err), field=field_of_answer, **where) from None
+            (after,), = db.execute("SELECT COUNT(*) FROM answers").fetchall()
+        return after - before
 
     @staticmethod
     def _upsert_comparison(db: sqlite3.Connection, c: dict) -> int:
@@ -993,7 +996,7 @@ class LabelStore:
             if (row[1], json.loads(row[2]), row[3], row[4], row[5]) != (
                 c["prompt"], c["completions"], c["task"], c["round"], c["policy"]
             ):
-                raise ValueError(f"field 'uid': {c['uid']!r} is already stored with a different comparison")
+                raise FieldError("uid", "is already stored with a different comparison", c["uid"])
             return row[0]
         return db.execute(
             "INSERT INTO comparisons (uid, prompt, completions, k, task, round, policy, created)"
@@ -1001,3 +1004,81 @@ class LabelStore:
             (c["uid"], c["prompt"], json.dumps(c["completions"], ensure_ascii=False), len(c["completions"]),
              c["task"], c["round"], c["policy"], c["created"]),
         ).lastrowid
+
+
+COMPARISON_FIELDS = ("uid", "prompt", "completions", "task", "round", "policy", "created")
+RECORD_FIELDS = (*COMPARISON_FIELDS, "answers", "best", "ranking", "labeler")
+ANSWER_FIELDS = ("labeler", "best", "ranking", "shown_order", "skipped", "shown_at", "answered_at")
+
+
+def parse_label_record(raw: object, source: str | Path, labeler: str = "import", *, line: int | None = None,
+                       record: int | None = None) -> tuple[dict, list[tuple[str | None, dict]]]:
+    """Check one `import_jsonl` record (at `line` of `source`, or index `record`); returns (comparison,
+    [(field path of the answer, answer fields)]).
+
+    Every value is checked before SQLite sees it (types, integer ranges, finite timestamps, storable text); a fault
+    is a `LabelFileError` naming `source`, the line (or record) and the field.
+    """
+
+    def fail(message: str, field: str | None = None, value: object = _NO_VALUE) -> LabelFileError:
+        shown = {} if value is _NO_VALUE else {"value": value}
+        return LabelFileError(source, message, line=line, record=record, field=field, **shown)
+
+    if not isinstance(raw, dict):
+        raise fail(f"expected a JSON object, got {type(raw).__name__}")
+    unknown = [name for name in raw if name not in RECORD_FIELDS]
+    if unknown:
+        raise fail(f"is not a field of a label record (known: {', '.join(RECORD_FIELDS)})", str(unknown[0]))
+    for name in ("prompt", "completions"):
+        if name not in raw:
+            raise fail("missing (a record needs 'prompt' and 'completions')", name)
+    comparison = {name: raw.get(name) for name in COMPARISON_FIELDS}
+    try:
+        validate_comparison(**comparison)
+    except FieldError as err:
+        raise fail(err.message, err.field, err.value) from None
+    comparison["completions"] = list(comparison["completions"])
+    comparison["uid"] = comparison["uid"] or _content_uid(
+        comparison["prompt"], comparison["completions"], comparison["task"], comparison["round"]
+    )
+    comparison["created"] = validate_timestamp(comparison["created"], "created") or time.time()
+
+    if "answers" in raw:
+        if any(name in raw for name in ("best", "ranking", "labeler")):
+            raise fail("a record with 'answers' gives 'best', 'ranking' and 'labeler' inside each answer", "answers")
+        if not isinstance(raw["answers"], list):
+            raise fail("must be a list of answers", "answers", raw["answers"])
+        given = [(f"answers[{i}]", item) for i, item in enumerate(raw["answers"])]
+    elif "best" in raw or "ranking" in raw:
+        row = {name: raw[name] for name in ("best", "ranking", "labeler") if name in raw}
+        if "best" not in row and isinstance(row["ranking"], list) and row["ranking"]:
+            row["best"] = row["ranking"][0]  # a ranking alone: its first entry is the best
+        given = [(None, row)]
+    elif "labeler" in raw:
+        raise fail("names a labeler but gives no 'best' or 'ranking'", "labeler", raw["labeler"])
+    else:
+        given = []  # an unanswered comparison, for people to label
+    answers = []
+    for prefix, item in given:
+        if not isinstance(item, dict):
+            raise fail(f"expected an object, got {type(item).__name__}", prefix)
+        unknown = [name for name in item if name not in ANSWER_FIELDS]
+        if unknown:
+            raise fail(f"is not a field of an answer (known: {', '.join(ANSWER_FIELDS)})",
+                       f"{prefix}.{unknown[0]}" if prefix else str(unknown[0]))
+        answer = {"labeler": item.get("labeler", labeler), "best": item.get("best"), "ranking": item.get("ranking"),
+                  "shown_order": item.get("shown_order"), "skipped": item.get("skipped", False),
+                  "shown_at": item.get("shown_at"), "answered_at": item.get("answered_at")}
+        try:
+            _check_text(answer["labeler"], "labeler")
+            if not answer["labeler"]:
+                raise FieldError("labeler", "must be a non-empty string", answer["labeler"])
+            validate_answer(len(comparison["completions"]), answer["best"], answer["ranking"], answer["shown_order"],
+                            answer["skipped"], shown_at=answer["shown_at"], answered_at=answer["answered_at"])
+        except FieldError as err:
+            err = err.within(prefix) if prefix else err
+            raise fail(err.message, err.field, err.value) from None
+        answer["shown_at"] = validate_timestamp(answer["shown_at"], "shown_at")
+        answer["answered_at"] = validate_timestamp(answer["answered_at"], "answered_at") or 0.0  # 0: time of import
+        answers.append((prefix, answer))
+    return comparison, answers
