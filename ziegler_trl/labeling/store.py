@@ -311,13 +311,15 @@ class LabelStore:
             version = has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if version and version[0] == "1":
                 self._migrate_from_v1(db)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             elif version and version[0] != SCHEMA_VERSION:
                 raise ValueError(f"{self.path} has label-store schema version {version[0]}; this ziegler-trl reads "
                                  f"versions 1 and {SCHEMA_VERSION} (a newer ziegler-trl wrote it?)")
             for statement in (_SCHEMA + _APPEND_ONLY).split(";\n"):
                 if statement.strip():
                     db.execute(statement)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            # INSERT OR IGNORE writes nothing to an open store: opening it leaves the file byte-identical.
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('admin_token', ?)", (secrets.token_urlsafe(18),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('order_secret', ?)", (secrets.token_hex(16),))
 
