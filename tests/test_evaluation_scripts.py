@@ -43,7 +43,7 @@ def cnndm(tmp_path):
 def test_summarization_table_lead3(cnndm, tmp_path):
     out = tmp_path / "t4.md"
     assert (
-        script("summarization_table")(["--task", "cnndm", "--data", str(cnndm), "--rows", "lead-3", "--out", str(out)])
+        script("summarization_table")(["--task", "cnndm", "--dataset_name", str(cnndm), "--rows", "lead-3", "--out", str(out)])
         == 0
     )
     expected = rouge([lead3(a.replace("(CNN)", "")) for a in ARTICLES], HIGHLIGHTS)
@@ -63,7 +63,7 @@ def test_copying_table_with_plot(cnndm, tmp_path):
     argv = [
         "--task",
         "cnndm",
-        "--data",
+        "--dataset_name",
         str(cnndm),
         "--rows",
         "reference",
@@ -86,9 +86,9 @@ def test_bad_data_exits_with_a_clear_error(name, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     main = script(name)
-    assert main(["--task", "cnndm", "--data", str(missing), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    assert main(["--task", "cnndm", "--dataset_name", str(missing), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
     assert "bad.jsonl:1: missing field 'highlights'" in capsys.readouterr().err
-    assert main(["--task", "cnndm", "--data", str(empty), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    assert main(["--task", "cnndm", "--dataset_name", str(empty), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
     assert "empty.jsonl: no records" in capsys.readouterr().err
 
 
@@ -109,7 +109,7 @@ def test_model_row_then_saved_samples(tmp_path):
     argv = [
         "--task",
         "tldr",
-        "--data",
+        "--dataset_name",
         str(data),
         "--rows",
         "lead-3",
@@ -126,7 +126,7 @@ def test_model_row_then_saved_samples(tmp_path):
     saved = [json.loads(line) for line in samples.read_text().splitlines()]
     assert [r["index"] for r in saved if r["row"] == "tiny"] == [0, 1]
     copy_out = tmp_path / "copy.md"
-    argv = ["--task", "tldr", "--data", str(data), "--rows", f"tiny={samples}", "--out", str(copy_out)]
+    argv = ["--task", "tldr", "--dataset_name", str(data), "--rows", f"tiny={samples}", "--out", str(copy_out)]
     assert script("copying_table")(argv) == 0
     assert "| tiny | 2 |" in copy_out.read_text()
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from ziegler_trl import TASKS, TaskSpec, format_query, load_task_texts, truncate_responses
+from ziegler_trl import TASKS, TaskSpec, UserInputError, format_query, load_task_texts, truncate_responses
 from ziegler_trl.tasks import clean_cnndm, single_token_id
 
 
@@ -136,5 +136,5 @@ def test_jsonl_errors_name_file_line_and_field(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="no records"):
         load_task_texts("sentiment", str(path))
-    with pytest.raises(KeyError, match="Unknown task"):
+    with pytest.raises(UserInputError, match="Unknown task"):
         load_task_texts("poetry", str(path))

@@ -14,13 +14,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 from torch import nn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -184,18 +185,24 @@ def load_reward_model(
     """A scalar-output sequence classifier; a fresh head gets the paper's init, a saved one keeps its normalisation.
 
     A folder saved after `normalize_reward_model` holds its gain in the head weight and its bias in
-    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards.
+    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards. Loading prints no
+    MISSING/UNEXPECTED report for what is expected (a new head on a causal-LM folder).
     """
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
     from .reward.normalization import restore_reward_bias
 
     kwargs.setdefault("dtype", torch.float32)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(name_or_path), num_labels=1, **kwargs
-    )
+    path = resolve_model_path(name_or_path)
+    architectures = AutoConfig.from_pretrained(path).architectures or []
+    trained_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+    # From a causal-LM folder the score head is new (and the LM head unused): the loader's MISSING/UNEXPECTED report
+    # for those keys is expected, and TRL's RewardTrainer scopes it out the same way.
+    with nullcontext() if trained_head else suppress_seqcls_warning():
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
     tokenizer = tokenizer or load_tokenizer(name_or_path)
     model.config.pad_token_id = tokenizer.pad_token_id
-    trained_head = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
-    if not trained_head:  # a causal-LM folder: the head is new, give it the paper's init
+    if not trained_head:  # the head is new: give it the paper's init
         init_reward_head(score_head(model))
     restore_reward_bias(model)
     disable_dropout(model)

@@ -28,6 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from .errors import UserInputError
 from .jsonl import read_jsonl
 
 
@@ -83,7 +84,7 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
     if isinstance(task, TaskSpec):
         return task
     if task not in TASKS:
-        raise KeyError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}")
+        raise UserInputError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}")
     return TASKS[task]
 
 

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+from ..errors import UserInputError, check_input_file
 from .store import AGGREGATES, LabelStore
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -118,7 +119,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--round", type=int, default=None, help="only comparisons of this round")
 
     def run_assign(args: argparse.Namespace) -> int:
-        added = assign(args.store, args.labelers, args.overlap, args.repeats, args.seed, args.round)
+        try:
+            added = assign(args.store, args.labelers, args.overlap, args.repeats, args.seed, args.round)
+        except KeyError as err:  # the store names the unknown labeler and how to add one
+            raise UserInputError(err.args[0]) from err
         print(f"{added} assignments added")
         return 0
 
@@ -142,6 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--labeler", default="import", help="labeler id for rows that name none")
 
     def run_import(args: argparse.Namespace) -> int:
+        check_input_file(args.path, "input file")
         print(f"{import_labels(args.store, args.path, args.labeler)} new answers imported from {args.path}")
         return 0
 
