@@ -169,3 +169,17 @@ def test_preference_agreement_and_frontier_scripts(tmp_path, capsys):
     (tmp_path / "none.jsonl").write_text("\n")
     assert script("kl_frontier")(["--rewards", str(tmp_path / "none.jsonl"), "--out", str(out)]) == 2
     assert "none.jsonl: no records" in capsys.readouterr().err
+
+
+def test_the_cli_runs_a_table_and_reads_old_option_names(cnndm, tmp_path, caplog):
+    """`ziegler-trl eval summarization` is the script; `--data` (its old name) still works, with a warning."""
+    from ziegler_trl.cli import main
+
+    out = tmp_path / "t4.md"
+    with caplog.at_level("WARNING", logger="ziegler_trl.config_files"), pytest.raises(SystemExit) as done:
+        main(["eval", "summarization", "--task", "cnndm", "--data", str(cnndm), "--rows", "lead-3", "--out", str(out)])
+    assert done.value.code == 0
+    assert "| lead-3 | 3 |" in out.read_text()
+    assert [r.getMessage() for r in caplog.records] == [
+        "option --data is deprecated, use --dataset_name (the old name is removed in the next release)"
+    ]

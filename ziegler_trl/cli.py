@@ -69,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     prog = " ".join(["ziegler-trl", _command_name(argv)]).strip()
     if argv and argv[0] in DATACLASS_COMMANDS:
         sys.exit(run_reporting_errors(prog, lambda: _dataclass_command(argv[0], argv[1:])))
+    if argv[:1] == ["eval"] and len(argv) > 1:
+        from .evaluation.commands import TABLES, table_main, table_module
+
+        if argv[1] in TABLES:  # its own parser, which renames the tables' older option names
+            sys.exit(table_main(table_module(argv[1]), argv[2:], prog))
 
     def run() -> int | None:
         args = build_parser().parse_args(argv)

@@ -195,8 +195,9 @@ def policy_card(
 
     last = _last_update(log_history)
     spec = TASKS.get(task) if task else None
-    temperature = spec.temperature if spec else 1.0
-    length = spec.response_length if spec else 24
+    # the run's sampling settings: its own, else its task's (as the trainer resolves them)
+    temperature = getattr(args, "temperature", None) or (spec.temperature if spec else 1.0)
+    length = getattr(args, "response_length", None) or (spec.response_length if spec else 24)
     folder_text = json.dumps(str(folder))
     usage = f"""
 from ziegler_trl import load_policy, load_tokenizer
@@ -221,7 +222,7 @@ print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_to
         training=[
             _data_line(dataset, "prompts", num_prompts),
             f"Reward: {reward}",
-            f"{args.total_episodes} episodes, {args.num_ppo_epochs} PPO epochs per batch, learning rate "
+            f"{args.total_episodes} episodes; PPO epochs per batch: {args.num_ppo_epochs}; learning rate "
             f"{args.learning_rate:g}; KL penalty: {kl_rule}",
         ],
         metrics={

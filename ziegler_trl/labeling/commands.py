@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     def run_assign(args: argparse.Namespace) -> int:
         try:
             added = assign(args.store, args.labelers, args.overlap, args.repeats, args.seed, args.round)
-        except KeyError as err:  # the store names the unknown labeler and how to add one
+        except (KeyError, ValueError) as err:  # the store says which labeler is missing and how to add one
             raise UserInputError(err.args[0]) from err
         print(f"{added} assignments added")
         return 0

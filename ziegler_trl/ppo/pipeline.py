@@ -60,7 +60,6 @@ class PolicyScriptArguments:
     )
 
 
-
 # Built-in scorers usable instead of a reward model: name → (module, `reward_fn(prompts, completions) -> list[float]`).
 SCORERS = {"vader": ("ziegler_trl.labeling", "sentiment_reward")}
 

@@ -36,8 +36,8 @@ def add_option(parser: argparse.ArgumentParser, name: str, **kwargs) -> argparse
 
 
 def describe(doc: str) -> str:
-    """A module docstring's first paragraph, for `--help`."""
-    return doc.split("\n\n")[0]
+    """A module docstring's first paragraph, for `--help` (where argparse reads % as a format)."""
+    return " ".join(doc.split("\n\n")[0].split()).replace("%", "%%")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
