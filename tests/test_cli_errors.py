@@ -77,8 +77,8 @@ CASES = {
         "ziegler-trl label import: error: input file 'answers.jsonl': no such file",
     ),
     "missing eval data": (
-        ["eval", "summarization", "--task", "cnndm", "--dataset_name", "news.jsonl", "--rows", "lead-3", "--out", "t.md"],
-        "ziegler-trl eval summarization: error: [Errno 2] No such file or directory: 'news.jsonl'",
+        ["eval", "summarization", "--task", "cnndm", "--dataset_name", "gone.jsonl", "--rows", "lead-3", "--out", "t.md"],
+        "ziegler-trl eval summarization: error: --dataset_name 'gone.jsonl': no such file",
     ),
     "bad preference pair": (
         ["eval", "preference", "--records", "records.jsonl", "--pairs", "ppo", "--out", "t.md"],
@@ -87,8 +87,13 @@ CASES = {
 }
 
 
-def test_each_mistake_is_one_line_and_status_2(tmp_path):
+def test_each_mistake_is_one_line_and_status_2(tmp_path, tiny_model_dir):
     from ziegler_trl.quickstart import QuickstartConfig
+
+    article = "The mayor opened a bridge on Monday. It cost $5 million. Crowds cheered. Traffic resumed at noon."
+    (tmp_path / "news.jsonl").write_text(json.dumps({"article": article, "highlights": "Bridge opens ."}) + "\n")
+    text = "It was late. She smiled at the happy dog and laughed. The rain fell all night and the road was wet."
+    (tmp_path / "books.jsonl").write_text(json.dumps({"text": text}) + "\n")
 
     (tmp_path / "cfg.yaml").write_text("task: sentiment\nrouds: 2\n")
     (tmp_path / "rm.yaml").write_text("learning_rate: 1e-5\nper_device_train_batch_size: four\n")
@@ -115,6 +120,17 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path):
             ["train-reward", "--config", "rm.yaml"],
             "ziegler-trl train-reward: error: rm.yaml, line 2, field 'per_device_train_batch_size': must be an "
             "integer (got 'four')",
+        ),
+        "missing model folder": (
+            ["eval", "summarization", "--task", "cnndm", "--dataset_name", "news.jsonl", "--rows", "mine=runs/nope",
+             "--out", "t.md"],
+            "ziegler-trl eval summarization: error: model 'runs/nope' (no such local folder, and not a Hub model "
+            "here): ",
+        ),
+        "missing reward model folder": (
+            ["eval", "kl-frontier", "--task", "sentiment", "--dataset_name", "books.jsonl", "--reward_model",
+             "runs/rm", "--model_name_or_path", str(tiny_model_dir), "--out", "f.md"],
+            "ziegler-trl eval kl-frontier: error: model 'runs/rm' (no such local folder, and not a Hub model here): ",
         ),
         "changed quickstart setting": (
             ["quickstart", "--output_dir", str(run), "--seed", "1"],

@@ -63,7 +63,7 @@ class DataFileError(InputFileError):
     """A file of task texts or prompts is malformed."""
 
 
-FILE_SUFFIXES = (".json", ".jsonl", ".sqlite", ".txt", ".yaml", ".yml")
+FILE_SUFFIXES = (".json", ".jsonl", ".sqlite", ".db", ".txt", ".yaml", ".yml")
 
 
 def check_input_file(source: str, option: str) -> None:

@@ -74,6 +74,16 @@ def table_main(module, argv: Sequence[str] | None = None, prog: str | None = Non
     return run_reporting_errors(prog or module.__name__, lambda: module.run(parse(module, argv, prog)))
 
 
+def check_input_files(args: argparse.Namespace, *options: str) -> None:
+    """Each of these options that names a local file must name one that exists (before any model is loaded)."""
+    from ...errors import check_input_file
+
+    for option in options:
+        value = getattr(args, option, None)
+        if value is not None:
+            check_input_file(str(value), f"--{option}")
+
+
 @contextmanager
 def reading_inputs() -> Iterator[None]:
     """The task-text, record and label-store readers raise ValueError / KeyError / FileNotFoundError for malformed

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import reading_inputs, table_main
+from . import check_input_files, reading_inputs, table_main
 
 RENAMED: dict[str, str] = {}
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..label_store import load_store_judgments
     from ..tables import fmt
 
+    check_input_files(args, "labels", "store")
     with reading_inputs():
         rows = args.labels if args.labels else load_store_judgments(args.store)
         table = agreement_table(rows, args.reference)

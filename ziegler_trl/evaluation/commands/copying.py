@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import reading_inputs, table_main
+from . import check_input_files, reading_inputs, table_main
 from .summarization import RENAMED, add_source_arguments
 
 __all__ = ["RENAMED", "add_arguments", "main", "run"]
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import copy_table, markdown_table, plot_novelty, table_rows, write_markdown
     from ..tables import fmt
 
+    check_input_files(args, "dataset_name")
     with reading_inputs():
         texts, references, rows = table_rows(args)
 

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_option, reading_inputs, table_main
+from . import add_option, check_input_files, reading_inputs, table_main
 
 RENAMED = {"data": "dataset_name", "split": "dataset_train_split", "policy": "model_name_or_path"}
 
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import markdown_table, optimal_policy_frontier, plot_frontier, read_records, write_markdown
     from ..tables import fmt
 
+    check_input_files(args, "rewards", "points", "dataset_name")
     if args.rewards is not None:
         with reading_inputs():
             rewards = np.array([r["reward"] for r in read_records(args.rewards, {"reward": (int, float)})])

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_option, reading_inputs, table_main
+from . import add_option, check_input_files, reading_inputs, table_main
 
 RENAMED = {"data": "dataset_name", "split": "dataset_test_split"}
 # The evaluation protocols of `preference_win_rate` (kept here so that --help needs no import of torch).
@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     if sum(x is not None for x in (args.records, args.store, args.policies)) != 1:
         raise UserInputError("give exactly one of --records, --store or --policies")
+    check_input_files(args, "records", "store", "dataset_name")
     torch.manual_seed(args.seed)
     if args.policies:
         results = results_from_policies(args)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_option, reading_inputs, table_main
+from . import add_option, check_input_files, reading_inputs, table_main
 
 RENAMED = {"data": "dataset_name", "split": "dataset_test_split", "zero_shot_model": "model_name_or_path"}
 
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     if "reference" in args.rows:
         raise UserInputError("a 'reference' row scores the references against themselves (100 by definition)")
+    check_input_files(args, "dataset_name")
     with reading_inputs():
         texts, references, rows = table_rows(args)
 
