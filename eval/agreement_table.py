@@ -1,6 +1,7 @@
 """Rebuild Table 9 (agreement between labelers).
 
-The same as `ziegler-trl eval agreement`; options: `--help`; code: `ziegler_trl/evaluation/commands/agreement.py`.
+The same as `ziegler-trl eval agreement` (options: `--help`), whose code is
+`ziegler_trl/evaluation/commands/agreement.py`.
 
     python eval/agreement_table.py --store labels.sqlite --out table9.md
 """

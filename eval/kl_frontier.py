@@ -1,6 +1,7 @@
 """Rebuild Figure 3 (reward against KL for the optimal policy).
 
-The same as `ziegler-trl eval kl-frontier`; options: `--help`; code: `ziegler_trl/evaluation/commands/kl_frontier.py`.
+The same as `ziegler-trl eval kl-frontier` (options: `--help`), whose code is
+`ziegler_trl/evaluation/commands/kl_frontier.py`.
 
     python eval/kl_frontier.py --task sentiment --dataset_name builtin --reward_model runs/reward_sentiment \
         --limit 16 --out frontier.md --plot frontier.png

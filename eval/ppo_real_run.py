@@ -1,10 +1,10 @@
 """A small real PPO run on CPU: the embedded SmolLM2-135M on the sentiment task, adaptive KL.
 
-Prompts: passages (default `builtin`, the package's sample; or a JSONL file) formatted by the sentiment TaskSpec (64-token
-queries of whole sentences, 24-token responses at T = 0.7, cut after the first "." at index >= 16, −1 when there is
-none). Reward: the VADER compound sentiment score (`vaderSentiment`, in [−1, 1]) of the truncated continuation —
-a documented stand-in for a trained reward model. Prints score / KL / β per PPO update, writes `log.json` and
-`ppo_real_run.png` to --output-dir.
+Prompts: passages (`--dataset_name`: default `builtin`, the package's sample, or a JSONL file) formatted by the
+sentiment TaskSpec (64-token queries of whole sentences, 24-token responses at T = 0.7, cut after the first "." at
+index >= 16, −1 when there is none). Reward: the VADER compound sentiment score (`vaderSentiment`, in [−1, 1]) of
+the truncated continuation — a documented stand-in for a trained reward model. Prints score / KL / β per PPO update,
+writes `log.json` and `ppo_real_run.png` to --output-dir.
 
     OMP_NUM_THREADS=1 python eval/ppo_real_run.py --updates 16 --batch-size 8
 """

@@ -77,7 +77,8 @@ CASES = {
         "ziegler-trl label import: error: input file 'answers.jsonl': no such file",
     ),
     "missing eval data": (
-        ["eval", "summarization", "--task", "cnndm", "--dataset_name", "gone.jsonl", "--rows", "lead-3", "--out", "t.md"],
+        ["eval", "summarization", "--task", "cnndm", "--dataset_name", "gone.jsonl", "--rows", "lead-3",
+         "--out", "t.md"],
         "ziegler-trl eval summarization: error: --dataset_name 'gone.jsonl': no such file",
     ),
     "bad preference pair": (
@@ -97,7 +98,8 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, tiny_model_dir):
 
     (tmp_path / "cfg.yaml").write_text("task: sentiment\nrouds: 2\n")
     (tmp_path / "rm.yaml").write_text("learning_rate: 1e-5\nper_device_train_batch_size: four\n")
-    record = {"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": "ann", "model_of_each_completion": ["x", "y"]}
+    record = {"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": "ann",
+              "model_of_each_completion": ["x", "y"]}
     (tmp_path / "records.jsonl").write_text(json.dumps(record) + "\n")
     # a quickstart folder saved before the `model` option was renamed, resumed with another seed
     run = tmp_path / "qs"

@@ -43,7 +43,9 @@ def cnndm(tmp_path):
 def test_summarization_table_lead3(cnndm, tmp_path):
     out = tmp_path / "t4.md"
     assert (
-        script("summarization_table")(["--task", "cnndm", "--dataset_name", str(cnndm), "--rows", "lead-3", "--out", str(out)])
+        script("summarization_table")(
+            ["--task", "cnndm", "--dataset_name", str(cnndm), "--rows", "lead-3", "--out", str(out)]
+        )
         == 0
     )
     expected = rouge([lead3(a.replace("(CNN)", "")) for a in ARTICLES], HIGHLIGHTS)
@@ -86,9 +88,10 @@ def test_bad_data_exits_with_a_clear_error(name, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     main = script(name)
-    assert main(["--task", "cnndm", "--dataset_name", str(missing), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    out = str(tmp_path / "o.md")
+    assert main(["--task", "cnndm", "--dataset_name", str(missing), "--rows", "lead-3", "--out", out]) == 2
     assert "bad.jsonl:1: missing field 'highlights'" in capsys.readouterr().err
-    assert main(["--task", "cnndm", "--dataset_name", str(empty), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    assert main(["--task", "cnndm", "--dataset_name", str(empty), "--rows", "lead-3", "--out", out]) == 2
     assert "empty.jsonl: no records" in capsys.readouterr().err
 
 

@@ -41,7 +41,7 @@ def test_recipe_trains_and_saves_a_loadable_policy(tiny_model_dir, tmp_path):
 
 
 def test_recipe_reads_the_old_option_names_with_a_warning(tiny_model_dir, tmp_path, caplog):
-    """`policy_model` / `dataset` (YAML) and `--dataset_split` (argv) still work for one release, each with a warning."""
+    """`policy_model` / `dataset` (YAML) and `--dataset_split` (argv) work for one more release, with a warning."""
     data = tmp_path / "books.jsonl"
     data.write_text(json.dumps({"text": "It was late. She smiled at the happy dog and laughed all night long."}) + "\n")
     config = tmp_path / "ppo.yaml"

@@ -21,7 +21,7 @@ from .errors import UserInputError
 # name → (module with `main(argv)`, one-line help). Their options are dataclass fields parsed by TrlParser.
 DATACLASS_COMMANDS = {
     "quickstart": ("ziegler_trl.quickstart", "the mock-sentiment experiment in miniature on the embedded model"),
-    "collect": ("ziegler_trl.pipeline", "the paper's loop: offline or batched-online rounds of label → reward → PPO"),
+    "collect": ("ziegler_trl.pipeline", "the paper's loop: offline or batched-online rounds of labels, reward, PPO"),
     "sft": ("ziegler_trl.sft", "supervised fine-tuning on a summarization task's demonstrations (a ρ for PPO)"),
     "train-reward": ("ziegler_trl.reward.pipeline", "train and normalise a best-of-K reward model"),
     "train-policy": ("ziegler_trl.ppo.pipeline", "PPO against a reward model or a built-in scorer"),

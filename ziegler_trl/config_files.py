@@ -84,7 +84,8 @@ def _matches(value: object, kind: object) -> bool:
     if kind is bool:
         return isinstance(value, bool) or (isinstance(value, str) and value.lower() in _TRUE | _FALSE)
     if kind is int:
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and _parses(int, value))
+        integer = isinstance(value, int) and not isinstance(value, bool)
+        return integer or (isinstance(value, str) and _parses(int, value))
     if kind is float:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         return number or (isinstance(value, str) and _parses(float, value))

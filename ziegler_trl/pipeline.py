@@ -90,9 +90,8 @@ class PipelineConfig:
         if self.labeler not in ("sentiment", "human"):
             raise UserInputError(f"--labeler must be 'sentiment' or 'human', got {self.labeler!r}")
         if not self.dataset_name:
-            raise UserInputError(
-                "--dataset_name is required: 'builtin', a JSONL file of raw texts for the task, or one of its Hub sources"
-            )
+            raise UserInputError("--dataset_name is required: 'builtin', a JSONL file of raw texts for the task, "
+                                 "or one of its Hub sources")
 
 
 def _labeler(cfg: PipelineConfig, store: LabelStore):

@@ -468,8 +468,8 @@ def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict
         "# ziegler-trl quickstart" + (" (smoke)" if cfg.smoke else ""),
         "",
         "The paper's mock-sentiment experiment in miniature: ρ = "
-        f"`{cfg.model_name_or_path}`, a simulated labeler (VADER) picks the most positive of {cfg.k} continuations, a reward "
-        "model learns its choices, PPO with an adaptive KL penalty optimises the policy against it.",
+        f"`{cfg.model_name_or_path}`, a simulated labeler (VADER) picks the most positive of {cfg.k} continuations, "
+        "a reward model learns its choices, PPO with an adaptive KL penalty optimises the policy against it.",
         "",
         "## What ran",
         "",

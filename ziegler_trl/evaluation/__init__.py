@@ -8,7 +8,9 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(["Agreement", "agreement_table"], ".agreement"),
     **dict.fromkeys(["copy_stats", "copy_table", "has_preamble"], ".copying"),
-    **dict.fromkeys(["FrontierPoint", "optimal_policy_frontier", "optimal_policy_point", "sample_rewards"], ".frontier"),
+    **dict.fromkeys(
+        ["FrontierPoint", "optimal_policy_frontier", "optimal_policy_point", "sample_rewards"], ".frontier"
+    ),
     **dict.fromkeys(["add_preference_items", "judgments_from_store"], ".label_store"),
     **dict.fromkeys(["plot_frontier", "plot_novelty"], ".plots"),
     **dict.fromkeys(

@@ -5,7 +5,8 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     "ZieglerPPOConfig": ".config",
     **dict.fromkeys(
-        ["gae", "logprobs_from_logits", "per_token_rewards", "policy_loss", "potential_shaping", "value_loss", "whiten"],
+        ["gae", "logprobs_from_logits", "per_token_rewards", "policy_loss", "potential_shaping", "value_loss",
+         "whiten"],
         ".core",
     ),
     **dict.fromkeys(["AdaptiveKLCallback", "AdaptiveKLController", "FixedKLController"], ".kl_control"),

@@ -84,7 +84,8 @@ def train_reward_model(
     task = get_task(script_args.task)
     tokenizer = load_tokenizer(model_name, padding_side="right")
     if labels is None:
-        labels = load_label_dataset(script_args.dataset_name, tokenizer=tokenizer, split=script_args.dataset_train_split)
+        labels = load_label_dataset(script_args.dataset_name, tokenizer=tokenizer,
+                                    split=script_args.dataset_train_split)
     labels = labels.shuffle(seed=training_args.seed)
     n_eval = int(len(labels) * script_args.eval_fraction)
     splits = labels.train_test_split(test_size=n_eval, shuffle=False) if n_eval else {"train": labels, "test": None}
