@@ -72,6 +72,10 @@ CASES = {
         ["label", "assign", "--store", "labels.sqlite"],
         "ziegler-trl label assign: error: no labelers registered in labels.sqlite",
     ),
+    "store in a missing folder": (
+        ["label", "status", "--store", "no/such/labels.sqlite"],
+        "ziegler-trl label status: error: argument --store: the folder no/such does not exist",
+    ),
     "missing label file to import": (
         ["label", "import", "--store", "labels.sqlite", "answers.jsonl"],
         "ziegler-trl label import: error: input file 'answers.jsonl': no such file",

@@ -74,6 +74,22 @@ def status(store_path: str | Path, base_url: str = DEFAULT_BASE_URL) -> str:
     return "\n".join(lines)
 
 
+def _store_path(text: str) -> str:
+    """A store path whose folder exists (SQLite creates the file, not its folders); not a folder itself."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give the path of a .sqlite file")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
+    return text
+
+
+def _output_path(text: str) -> str:
+    if not Path(text).parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {Path(text).parent} does not exist")
+    return text
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0 or math.isnan(value):
@@ -87,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="label_command", required=True)
 
     def with_store(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--store", required=True, help="path of the SQLite label store (created if missing)")
+        sub.add_argument("--store", required=True, type=_store_path,
+                         help="path of the SQLite label store (created if missing)")
         return sub
 
     sub = with_store(commands.add_parser("serve", help="run the labeling web app"))
@@ -129,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.set_defaults(func=run_assign)
 
     sub = with_store(commands.add_parser("export", help="write comparisons and answers as JSONL"))
-    sub.add_argument("output")
+    sub.add_argument("output", type=_output_path)
     sub.add_argument("--dataset", action="store_true",
                      help="write the reward trainer's rows {prompt, completions, best[, ranking]} instead")
     sub.add_argument("--aggregate", choices=AGGREGATES, default="majority",
