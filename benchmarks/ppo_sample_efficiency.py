@@ -29,9 +29,10 @@ import statistics
 import time
 from pathlib import Path
 
+from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import LabelStore, sentiment_score
 from ziegler_trl.ppo import ZieglerPPOConfig
-from ziegler_trl.quickstart import QuickstartConfig, evaluate, train_policy
+from ziegler_trl.quickstart import RENAMED, QuickstartConfig, evaluate, train_policy
 
 
 def reward_function(name: str, run: Path):
@@ -77,8 +78,8 @@ def main() -> None:
     for name in ("config.json", "queries.json", "labels.sqlite", "reward_model/reward_metrics.json"):
         if not (run / name).exists():
             raise SystemExit(f"{run} is not a finished quickstart folder: {name} is missing")
-    settings = json.loads((run / "config.json").read_text())
-    model = str(run / "smoke-model") if settings["smoke"] else settings["model"]
+    settings = with_current_names(json.loads((run / "config.json").read_text()), RENAMED)
+    model = str(run / "smoke-model") if settings["smoke"] else settings["model_name_or_path"]
     overrides = parse_overrides(args.set)
     shaping = {**settings, **overrides}.get("reward_shaping", QuickstartConfig.reward_shaping)
     if shaping == "potential" and set(args.rewards) - {"rm"}:

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
+from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import sentiment_score
 from ziegler_trl.models import load_reward_model, load_tokenizer
-from ziegler_trl.quickstart import QuickstartConfig, _queries, _sampler, _task
+from ziegler_trl.quickstart import RENAMED, QuickstartConfig, _queries, _sampler, _task
 from ziegler_trl.reward.scoring import score_texts
 from ziegler_trl.sampling import sample_completions
 
@@ -56,9 +57,9 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Path(args.run)
-    settings = json.loads((run / "config.json").read_text())
+    settings = with_current_names(json.loads((run / "config.json").read_text()), RENAMED)
     cfg = QuickstartConfig(**{**settings, "output_dir": str(run)})
-    model = str(run / "smoke-model") if cfg.smoke else cfg.model
+    model = str(run / "smoke-model") if cfg.smoke else cfg.model_name_or_path
     tokenizer = load_tokenizer(model)
     held_out = json.loads((run / "queries.json").read_text())["held_out"]
     queries, task = _queries(held_out, tokenizer), _task(cfg)

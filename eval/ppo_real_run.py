@@ -1,10 +1,10 @@
 """A small real PPO run on CPU: the embedded SmolLM2-135M on the sentiment task, adaptive KL.
 
-Prompts: book passages (default ../shared/data/books_sample.jsonl) formatted by the sentiment TaskSpec (64-token
-queries of whole sentences, 24-token responses at T = 0.7, cut after the first "." at index >= 16, −1 when there is
-none). Reward: the VADER compound sentiment score (`vaderSentiment`, in [−1, 1]) of the truncated continuation —
-a documented stand-in for a trained reward model. Prints score / KL / β per PPO update, writes `log.json` and
-`ppo_real_run.png` to --output-dir.
+Prompts: passages (`--dataset_name`: default `builtin`, the package's sample, or a JSONL file) formatted by the
+sentiment TaskSpec (64-token queries of whole sentences, 24-token responses at T = 0.7, cut after the first "." at
+index >= 16, −1 when there is none). Reward: the VADER compound sentiment score (`vaderSentiment`, in [−1, 1]) of
+the truncated continuation — a documented stand-in for a trained reward model. Prints score / KL / β per PPO update,
+writes `log.json` and `ppo_real_run.png` to --output-dir.
 
     OMP_NUM_THREADS=1 python eval/ppo_real_run.py --updates 16 --batch-size 8
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,12 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from transformers import TrainerCallback
 
+from ziegler_trl.config_files import rename_options
 from ziegler_trl.labeling import sentiment_reward
 from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from ziegler_trl.tasks import load_task_texts
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "books_sample.jsonl"
-
 
 class PrintUpdates(TrainerCallback):
     """One line per PPO update (the rollout metrics are logged once per update)."""
@@ -75,7 +74,8 @@ def plot(rows: list[dict], kl_target: float, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--dataset_name", "--dataset-name", dest="dataset_name", default="builtin",
+                        help="raw texts for the sentiment task: 'builtin' or a JSONL file")
     parser.add_argument("--output-dir", default="runs/ppo_real_run")
     parser.add_argument("--updates", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8, help="episodes per PPO update")
@@ -85,10 +85,10 @@ def main() -> None:
     parser.add_argument("--kl-target", type=float, default=3.0)
     parser.add_argument("--kl-horizon", type=int, default=32, help="episodes; short so β can move in a few updates")
     parser.add_argument("--seed", type=int, default=0)
-    cli = parser.parse_args()
+    cli = parser.parse_args(rename_options(sys.argv[1:], {"data": "dataset_name"}))
 
     out = Path(cli.output_dir)
-    texts = load_task_texts("sentiment", cli.data)
+    texts = load_task_texts("sentiment", cli.dataset_name)
     args = ZieglerPPOConfig(
         output_dir=str(out),
         task="sentiment",

@@ -1,7 +1,7 @@
 """Train the paper's reward model from best-of-K labels and normalise it against samples of ρ.
 
-    accelerate launch recipes/train_reward.py --config recipes/configs/reward_sentiment.yaml --labels labels.jsonl
-    python recipes/train_reward.py --config recipes/configs/reward_sentiment.yaml --labels my_labels.jsonl
+    accelerate launch recipes/train_reward.py --config recipes/configs/reward_sentiment.yaml --dataset_name labels.jsonl
+    ziegler-trl train-reward --config recipes/configs/reward_sentiment.yaml --dataset_name my_labels.jsonl
     python recipes/train_reward.py ... --use_peft --lora_r 16 --lora_target_modules all-linear   # LoRA, saved merged
 
 See `ziegler_trl.reward.pipeline.train_reward_model` for the steps.

@@ -1,14 +1,13 @@
 """Supervised fine-tuning on demonstrations in a task's prompt format (InstructGPT stage 1).
 
-    accelerate launch recipes/train_sft.py --config recipes/configs/sft_tldr.yaml --data tldr.jsonl
+    accelerate launch recipes/train_sft.py --config recipes/configs/sft_tldr.yaml --dataset_name tldr.jsonl
+    ziegler-trl sft --config recipes/configs/sft_tldr.yaml --dataset_name builtin          # the same, installed CLI
 
-The saved folder is a causal LM: pass it as `model_name_or_path` to the reward and PPO recipes to run the paper's
+The saved folder is a causal LM: pass it as `--model_name_or_path` to the reward and PPO recipes to run the paper's
 "supervised + RL" rows (ρ = the SFT model).
 """
 
-from trl import TrlParser
-
-from ziegler_trl.sft import SFTScriptArguments, ZieglerSFTConfig, train_sft
+from ziegler_trl.sft import main
 
 if __name__ == "__main__":
-    train_sft(*TrlParser((SFTScriptArguments, ZieglerSFTConfig)).parse_args_and_config())
+    main()

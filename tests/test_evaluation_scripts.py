@@ -43,7 +43,9 @@ def cnndm(tmp_path):
 def test_summarization_table_lead3(cnndm, tmp_path):
     out = tmp_path / "t4.md"
     assert (
-        script("summarization_table")(["--task", "cnndm", "--data", str(cnndm), "--rows", "lead-3", "--out", str(out)])
+        script("summarization_table")(
+            ["--task", "cnndm", "--dataset_name", str(cnndm), "--rows", "lead-3", "--out", str(out)]
+        )
         == 0
     )
     expected = rouge([lead3(a.replace("(CNN)", "")) for a in ARTICLES], HIGHLIGHTS)
@@ -63,7 +65,7 @@ def test_copying_table_with_plot(cnndm, tmp_path):
     argv = [
         "--task",
         "cnndm",
-        "--data",
+        "--dataset_name",
         str(cnndm),
         "--rows",
         "reference",
@@ -86,9 +88,10 @@ def test_bad_data_exits_with_a_clear_error(name, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     main = script(name)
-    assert main(["--task", "cnndm", "--data", str(missing), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    out = str(tmp_path / "o.md")
+    assert main(["--task", "cnndm", "--dataset_name", str(missing), "--rows", "lead-3", "--out", out]) == 2
     assert "bad.jsonl, line 1, field 'highlights': missing" in capsys.readouterr().err
-    assert main(["--task", "cnndm", "--data", str(empty), "--rows", "lead-3", "--out", str(tmp_path / "o.md")]) == 2
+    assert main(["--task", "cnndm", "--dataset_name", str(empty), "--rows", "lead-3", "--out", out]) == 2
     assert "empty.jsonl: no records" in capsys.readouterr().err
 
 
@@ -109,7 +112,7 @@ def test_model_row_then_saved_samples(tmp_path):
     argv = [
         "--task",
         "tldr",
-        "--data",
+        "--dataset_name",
         str(data),
         "--rows",
         "lead-3",
@@ -126,7 +129,7 @@ def test_model_row_then_saved_samples(tmp_path):
     saved = [json.loads(line) for line in samples.read_text().splitlines()]
     assert [r["index"] for r in saved if r["row"] == "tiny"] == [0, 1]
     copy_out = tmp_path / "copy.md"
-    argv = ["--task", "tldr", "--data", str(data), "--rows", f"tiny={samples}", "--out", str(copy_out)]
+    argv = ["--task", "tldr", "--dataset_name", str(data), "--rows", f"tiny={samples}", "--out", str(copy_out)]
     assert script("copying_table")(argv) == 0
     assert "| tiny | 2 |" in copy_out.read_text()
 
@@ -169,3 +172,17 @@ def test_preference_agreement_and_frontier_scripts(tmp_path, capsys):
     (tmp_path / "none.jsonl").write_text("\n")
     assert script("kl_frontier")(["--rewards", str(tmp_path / "none.jsonl"), "--out", str(out)]) == 2
     assert "none.jsonl: no records" in capsys.readouterr().err
+
+
+def test_the_cli_runs_a_table_and_reads_old_option_names(cnndm, tmp_path, caplog):
+    """`ziegler-trl eval summarization` is the script; `--data` (its old name) still works, with a warning."""
+    from ziegler_trl.cli import main
+
+    out = tmp_path / "t4.md"
+    with caplog.at_level("WARNING", logger="ziegler_trl.config_files"), pytest.raises(SystemExit) as done:
+        main(["eval", "summarization", "--task", "cnndm", "--data", str(cnndm), "--rows", "lead-3", "--out", str(out)])
+    assert done.value.code == 0
+    assert "| lead-3 | 3 |" in out.read_text()
+    assert [r.getMessage() for r in caplog.records] == [
+        "option --data is deprecated, use --dataset_name (the old name is removed in the next release)"
+    ]

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from ziegler_trl import UserInputError
 from ziegler_trl.labeling import LabelStore
 from ziegler_trl.pipeline import PipelineConfig, WaitingForLabels, run_pipeline
 
@@ -16,7 +17,8 @@ def queries(tmp_path):
 
 
 def config(tmp_path, tiny_model_dir, queries, **overrides):
-    base = dict(output_dir=str(tmp_path / "loop"), model=str(tiny_model_dir), task="sentiment", queries=queries,
+    base = dict(output_dir=str(tmp_path / "loop"), model_name_or_path=str(tiny_model_dir), task="sentiment",
+                dataset_name=queries,
                 comparisons_per_round=8, reward_batch_size=4, ppo_episodes_per_round=8, ppo_batch_size=8,
                 init_kl_coef=0.2, kl_target=6.0)
     base.update(overrides)
@@ -58,7 +60,7 @@ def test_human_round_waits_for_people(tmp_path, tiny_model_dir, queries):
 
 
 def test_bad_config_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="mode must be"):
-        PipelineConfig(queries="x.jsonl", mode="online")
-    with pytest.raises(ValueError, match="queries is required"):
+    with pytest.raises(UserInputError, match="--mode must be"):
+        PipelineConfig(dataset_name="x.jsonl", mode="online")
+    with pytest.raises(UserInputError, match="--dataset_name is required"):
         PipelineConfig()

@@ -22,7 +22,7 @@ def test_two_process_ppo_run(tiny_model_dir, tmp_path):
     config = tmp_path / "ppo.yaml"
     config.write_text(
         # the reward model: a classifier on ρ's own trunk, so it also starts from the policy's cached block output
-        f"policy_model: {tiny_model_dir}\nreward_model: {tiny_model_dir}\ndataset: {data}\ntask: sentiment\n"
+        f"model_name_or_path: {tiny_model_dir}\nreward_model: {tiny_model_dir}\ndataset_name: {data}\ntask: sentiment\n"
         f"output_dir: {tmp_path / 'out'}\nper_device_train_batch_size: 2\nnum_ppo_epochs: 2\ntotal_episodes: 12\n"
         "response_length: 20\nsave_steps: 2\nreport_to: none\nlog_completions: false\nkl_horizon: 8\nkl_target: 0.01\n"
         "trainable_top_layers: 1\n"  # the bottom block frozen: the PPO epochs and ρ reuse its output under DDP

@@ -34,7 +34,7 @@ def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokeniz
                             max_length=640, dataloader_pin_memory=False)
     assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # TRL's default: True
     script = SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",
-                                data=str(data), limit=4)
+                                dataset_name=str(data), limit=4)
     trainer = train_sft(script, args)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)

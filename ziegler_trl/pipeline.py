@@ -1,6 +1,6 @@
 """The paper's loop as one resumable command: offline or batched-online collection (§4.1).
 
-    ziegler-trl collect --mode offline --task sentiment --queries books.jsonl --output_dir runs/loop
+    ziegler-trl collect --mode offline --task sentiment --dataset_name builtin --output_dir runs/loop
     ziegler-trl collect --mode batched --rounds 4 --labeler human ...     # rerun the same command to resume
 
 offline:  label `comparisons_per_round` comparisons sampled from ρ, train the reward model once, run PPO.
@@ -20,16 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import ModelConfig
+from .errors import UserInputError, check_input_file
+from .labeling import LabelStore
 
-from .collection import collect_round
-from .errors import UserInputError
-from .labeling import HumanLabeler, LabelStore, SentimentLabeler
-from .models import inference_device, load_policy, load_tokenizer
-from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
-from .reward import BestOfKRewardConfig
-from .reward.pipeline import RewardScriptArguments, train_reward_model
-from .tasks import build_queries, get_task, load_task_texts
+# Option names of earlier releases → today's (accepted with a warning, argv and YAML).
+RENAMED = {"model": "model_name_or_path", "queries": "dataset_name"}
 
 
 class Stages:
@@ -60,9 +55,15 @@ class WaitingForLabels(RuntimeError):
 @dataclass
 class PipelineConfig:
     output_dir: str = field(default="runs/pipeline", metadata={"help": "Where stages, models and labels go."})
-    model: str = field(default="embedded", metadata={"help": "ρ: the initial policy (path, Hub id, 'embedded')."})
+    model_name_or_path: str = field(
+        default="embedded", metadata={"help": "ρ: the initial policy (path, Hub id, 'embedded')."}
+    )
     task: str = field(default="sentiment", metadata={"help": "Task preset: sentiment, descriptiveness, tldr, cnndm."})
-    queries: str = field(default="", metadata={"help": "Raw texts for the task: JSONL file or a Hub source."})
+    dataset_name: str = field(
+        default="",
+        metadata={"help": "Raw texts for the task: 'builtin' (the package's sample), a JSONL file or a Hub source."},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
     mode: str = field(default="offline", metadata={"help": "'offline' (one round) or 'batched' (online rounds)."})
     rounds: int = field(default=4, metadata={"help": "Rounds in batched mode."})
     comparisons_per_round: int = field(default=256, metadata={"help": "Comparisons labeled per round."})
@@ -77,17 +78,25 @@ class PipelineConfig:
     init_kl_coef: float = field(default=0.15, metadata={"help": "Initial β."})
     kl_target: float = field(default=6.0, metadata={"help": "Adaptive KL target (nats)."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "Where each stage's trainer logs, as TRL's `report_to`: 'none', 'tensorboard', 'trackio', "
+                  "'wandb' or 'all'; TensorBoard and W&B files go under the stage's own output folder."},
+    )
 
     def __post_init__(self):
         if self.mode not in ("offline", "batched"):
-            raise ValueError(f"mode must be 'offline' or 'batched', got {self.mode!r}")
+            raise UserInputError(f"--mode must be 'offline' or 'batched', got {self.mode!r}")
         if self.labeler not in ("sentiment", "human"):
-            raise ValueError(f"labeler must be 'sentiment' or 'human', got {self.labeler!r}")
-        if not self.queries:
-            raise ValueError("queries is required: a JSONL file of raw texts for the task, or one of its Hub sources")
+            raise UserInputError(f"--labeler must be 'sentiment' or 'human', got {self.labeler!r}")
+        if not self.dataset_name:
+            raise UserInputError("--dataset_name is required: 'builtin', a JSONL file of raw texts for the task, "
+                                 "or one of its Hub sources")
 
 
 def _labeler(cfg: PipelineConfig, store: LabelStore):
+    from .labeling import HumanLabeler, SentimentLabeler
+
     if cfg.labeler == "human":
         return HumanLabeler(store)
     return SentimentLabeler(temperature=cfg.labeler_temperature, seed=cfg.seed, name="vader")
@@ -95,7 +104,13 @@ def _labeler(cfg: PipelineConfig, store: LabelStore):
 
 def _policy_path(cfg: PipelineConfig, root: Path, round_: int) -> str:
     """π at the start of a round: ρ for the first, the previous round's PPO output after."""
-    return cfg.model if round_ == 0 else str(root / f"policy_round{round_ - 1}")
+    return cfg.model_name_or_path if round_ == 0 else str(root / f"policy_round{round_ - 1}")
+
+
+def _texts(cfg: PipelineConfig):
+    from .tasks import load_task_texts
+
+    return load_task_texts(cfg.task, cfg.dataset_name, split=cfg.dataset_train_split)
 
 
 def require_labelers(cfg: PipelineConfig, store: LabelStore) -> None:
@@ -109,10 +124,14 @@ def require_labelers(cfg: PipelineConfig, store: LabelStore) -> None:
 
 
 def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
+    from .collection import collect_round
+    from .models import inference_device, load_policy, load_tokenizer
+    from .tasks import build_queries
+
     store = LabelStore(root / "labels.sqlite")
     require_labelers(cfg, store)
-    tokenizer = load_tokenizer(cfg.model)
-    texts = load_task_texts(cfg.task, cfg.queries)["text"]
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    texts = _texts(cfg)["text"]
     queries = build_queries(texts, cfg.task, tokenizer)
     start = round_ * cfg.comparisons_per_round  # each round takes fresh queries, cycling through the source
     queries = [queries[(start + i) % len(queries)] for i in range(cfg.comparisons_per_round)]
@@ -130,20 +149,30 @@ def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
 
 def train_reward(cfg: PipelineConfig, root: Path, round_: int) -> None:
     """Retrain from ρ on all labels so far (the paper retrains rather than fine-tunes), normalised on ρ."""
+    from trl import ModelConfig
+
+    from .reward import BestOfKRewardConfig
+    from .reward.pipeline import RewardScriptArguments, train_reward_model
+
     store = LabelStore(root / "labels.sqlite")
     labels = store.training_dataset(f"reward_round{round_}")  # from now on these answers cannot be undone
     store.close()
     script = RewardScriptArguments(task=cfg.task, eval_fraction=0.1)
     args = BestOfKRewardConfig(
         output_dir=str(root / f"reward_round{round_}"), per_device_train_batch_size=cfg.reward_batch_size,
-        learning_rate=cfg.reward_lr, save_strategy="no", report_to="none", seed=cfg.seed, logging_steps=5,
+        learning_rate=cfg.reward_lr, save_strategy="no", report_to=cfg.report_to, seed=cfg.seed, logging_steps=5,
     )
-    train_reward_model(script, args, labels=labels, model_args=ModelConfig(model_name_or_path=cfg.model))
+    train_reward_model(script, args, labels=labels, model_args=ModelConfig(model_name_or_path=cfg.model_name_or_path))
 
 
 def train_policy(cfg: PipelineConfig, root: Path, round_: int) -> None:
     """Continue PPO from π with this round's reward model frozen; ρ stays the initial policy; β carries over."""
-    tokenizer = load_tokenizer(cfg.model)
+    from .model_cards import policy_card
+    from .models import load_tokenizer
+    from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+    from .reporting import log_under_output_dir
+
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
     beta = cfg.init_kl_coef
     if round_ > 0:
         previous = json.loads((root / f"policy_round{round_ - 1}" / "ppo_log.json").read_text())
@@ -153,22 +182,28 @@ def train_policy(cfg: PipelineConfig, root: Path, round_: int) -> None:
         output_dir=str(root / f"policy_round{round_}"), task=cfg.task, per_device_train_batch_size=micro,
         gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes_per_round,
         learning_rate=cfg.ppo_lr, init_kl_coef=beta, kl_target=cfg.kl_target, seed=cfg.seed + round_,
-        report_to="none", save_strategy="no",
+        report_to=cfg.report_to, save_strategy="no",
     )
-    texts = load_task_texts(cfg.task, cfg.queries)
     trainer = ZieglerPPOTrainer(
-        _policy_path(cfg, root, round_), args=args, train_dataset=texts, processing_class=tokenizer,
-        reward_model=str(root / f"reward_round{round_}"), ref_model=cfg.model,
+        _policy_path(cfg, root, round_), args=args, train_dataset=_texts(cfg), processing_class=tokenizer,
+        reward_model=str(root / f"reward_round{round_}"), ref_model=cfg.model_name_or_path,
     )
+    log_under_output_dir(trainer)
     trainer.train()
     trainer.save_model(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
+    policy_card(args.output_dir, cfg.model_name_or_path, cfg.task, cfg.dataset_name, len(trainer.train_dataset), args,
+                trainer.state.log_history, f"the reward model `{root / f'reward_round{round_}'}` (retrained on every "
+                "label so far)")
     (root / f"policy_round{round_}" / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
 
 
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run (or resume) every round; returns the folder of the final policy."""
+    from .tasks import get_task
+
     get_task(cfg.task)
+    check_input_file(cfg.dataset_name, "--dataset_name")
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg.__dict__, indent=2))
@@ -181,10 +216,10 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     return root / f"policy_round{rounds - 1}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    from .config_files import parse_args_and_config
 
-    (cfg,) = TrlParser((PipelineConfig,)).parse_args_and_config(argv)
+    (cfg,) = parse_args_and_config((PipelineConfig,), argv, RENAMED, prog)
     try:
         print(f"final policy: {run_pipeline(cfg)}")
     except WaitingForLabels as waiting:

@@ -45,8 +45,11 @@ from transformers import SchedulerType
 from trl import ModelConfig
 
 from .collection import collect_round
+from .config_files import with_current_names
+from .errors import UserInputError
 from .evaluation import preference_win_rate
 from .labeling import LabelStore, SentimentLabeler, sentiment_score
+from .model_cards import policy_card
 from .models import (
     SAMPLING_DTYPES,
     freeze_bottom_layers,
@@ -57,18 +60,25 @@ from .models import (
 )
 from .pipeline import Stages
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+from .reporting import log_under_output_dir
 from .reward import BestOfKRewardConfig
 from .reward.pipeline import RewardScriptArguments, sample_rho_for_normalization, train_reward_model
 from .sampling import sample_completions
 from .tasks import TASKS, Query, build_queries
 
 OPENINGS = Path(__file__).with_name("data") / "story_openings.txt"
+# Option names of earlier releases → today's (accepted with a warning, argv and YAML).
+RENAMED = {"model": "model_name_or_path"}
+# Settings a rerun may change and still resume: a moved folder, another logger.
+RESUMABLE_CHANGES = ("output_dir", "report_to")
 
 
 @dataclass
 class QuickstartConfig:
     output_dir: str = field(default="runs/quickstart", metadata={"help": "Where every stage writes its outputs."})
-    model: str = field(default="embedded", metadata={"help": "ρ, the initial policy ('embedded' = SmolLM2-135M)."})
+    model_name_or_path: str = field(
+        default="embedded", metadata={"help": "ρ, the initial policy ('embedded' = SmolLM2-135M)."}
+    )
     smoke: bool = field(default=False, metadata={"help": "Tiny random model and tiny sizes: a plumbing check."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
     query_length: int = field(default=32, metadata={"help": "Query tokens (the paper: 64)."})
@@ -173,6 +183,11 @@ class QuickstartConfig:
     eval_samples_per_query: int = field(
         default=8,
         metadata={"help": "Samples per held-out query from π and ρ (8: ~220 comparisons, CI ≈ ±6.5 points)."},
+    )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "Where each stage's trainer logs, as TRL's `report_to`: 'none', 'tensorboard', 'trackio', "
+                  "'wandb' or 'all'; TensorBoard and W&B files go under the stage's own output folder."},
     )
 
     def __post_init__(self):
@@ -281,7 +296,7 @@ def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
         output_dir=str(root / "reward_model"), per_device_train_batch_size=cfg.reward_batch_size,
         per_device_eval_batch_size=16, learning_rate=cfg.reward_lr, num_train_epochs=cfg.reward_epochs,
         logging_steps=2, save_strategy="no",
-        report_to="none", seed=cfg.seed, dataloader_pin_memory=False,
+        report_to=cfg.report_to, seed=cfg.seed, dataloader_pin_memory=False,
     )
     train_reward_model(script, args, labels=labels, rho_samples=rho, model_args=ModelConfig(model_name_or_path=model))
 
@@ -304,16 +319,20 @@ def train_policy(
         kl_horizon=cfg.kl_horizon, lam=cfg.gae_lambda, reward_shaping=cfg.reward_shaping,
         penalize_invalid=cfg.validity_penalty,
         stop_at_eos=cfg.stop_at_eos, sampling_dtype=cfg.sampling_dtype, seed=cfg.seed,
-        report_to="none", save_strategy="no", logging_steps=4,
+        report_to=cfg.report_to, save_strategy="no", logging_steps=4,
         num_completions_to_print=2, dataloader_pin_memory=False,
     )
     args = ZieglerPPOConfig(**{**settings, **(ppo_overrides or {})})
     trainer = ZieglerPPOTrainer(policy, args=args, train_dataset=Dataset.from_dict({"prompt": train}),
                                 processing_class=tokenizer,
                                 **({"reward_fn": reward_fn} if reward_fn else {"reward_model": str(root / "reward_model")}))
+    log_under_output_dir(trainer)
     trainer.train()
     trainer.save_model(str(root / "policy"))
     tokenizer.save_pretrained(root / "policy")
+    reward = "the simulated labeler's reward function" if reward_fn else f"the reward model `{root / 'reward_model'}`"
+    policy_card(root / "policy", model, "sentiment", str(root / "queries.json"), len(train), args,
+                trainer.state.log_history, reward)
     (root / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
 
 
@@ -453,8 +472,8 @@ def write_report(cfg: QuickstartConfig, root: Path, results: dict, timings: dict
         "# ziegler-trl quickstart" + (" (smoke)" if cfg.smoke else ""),
         "",
         "The paper's mock-sentiment experiment in miniature: ρ = "
-        f"`{cfg.model}`, a simulated labeler (VADER) picks the most positive of {cfg.k} continuations, a reward "
-        "model learns its choices, PPO with an adaptive KL penalty optimises the policy against it.",
+        f"`{cfg.model_name_or_path}`, a simulated labeler (VADER) picks the most positive of {cfg.k} continuations, "
+        "a reward model learns its choices, PPO with an adaptive KL penalty optimises the policy against it.",
         "",
         "## What ran",
         "",
@@ -509,16 +528,16 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     settings = dataclasses.asdict(cfg)
     saved = root / "config.json"
     if saved.is_file() and (root / "stages.json").is_file():  # resuming: finished stages must match these settings
-        before = json.loads(saved.read_text())
+        before = with_current_names(json.loads(saved.read_text()), RENAMED)  # saved before a rename
         changed = [f"{k}: {before.get(k)!r} → {v!r}" for k, v in settings.items()
-                   if before.get(k) != v and k != "output_dir"]  # a moved folder still resumes
+                   if before.get(k) != v and k not in RESUMABLE_CHANGES]
         if changed:
-            raise ValueError(
+            raise UserInputError(
                 f"{root} holds a run made with other settings ({'; '.join(changed)}): rerun with the same settings "
                 "to resume it, or choose another --output_dir"
             )
     saved.write_text(json.dumps(settings, indent=2))
-    model = _smoke_model(root) if cfg.smoke else cfg.model
+    model = _smoke_model(root) if cfg.smoke else cfg.model_name_or_path
     stages = Stages(root)
     stages.run("queries", make_queries, cfg, model, root)
     stages.run("labels", collect_labels, cfg, model, root)
@@ -531,3 +550,10 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     path = write_report(cfg, root, results, timings)
     print(path.read_text())
     return path
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
+    from .config_files import parse_args_and_config
+
+    (config,) = parse_args_and_config((QuickstartConfig,), argv, RENAMED, prog)
+    return run_quickstart(config)

@@ -30,7 +30,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from .errors import DataFileError
+from .errors import DataFileError, UserInputError
 from .jsonl import read_jsonl
 
 
@@ -86,7 +86,7 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
     if isinstance(task, TaskSpec):
         return task
     if task not in TASKS:
-        raise KeyError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}")
+        raise UserInputError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}")
     return TASKS[task]
 
 

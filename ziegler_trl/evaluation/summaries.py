@@ -142,13 +142,14 @@ def row_summaries(
 
 
 def table_rows(args) -> tuple[list[str], list[str], list[Summaries]]:
-    """The sources, the references and one `Summaries` per requested row, for the table scripts (`eval/*_table.py` arguments:
-    task, data, split, limit, rows, model_limit, batch_size, zero_shot_model, seed, save_samples)."""
-    data = load_task_texts(args.task, args.data, split=args.split, limit=args.limit)
+    """The sources, the references and one `Summaries` per requested row, for the summarization and copying tables
+    (`ziegler-trl eval` arguments: task, dataset_name, dataset_test_split, limit, rows, model_limit, batch_size,
+    model_name_or_path (the zero-shot row's model), seed, save_samples)."""
+    data = load_task_texts(args.task, args.dataset_name, split=args.dataset_test_split, limit=args.limit)
     texts, references = list(data["text"]), list(data["reference"])
     torch.manual_seed(args.seed)
     rows = [
-        row_summaries(spec, texts, references, args.task, args.model_limit, args.batch_size, args.zero_shot_model)
+        row_summaries(spec, texts, references, args.task, args.model_limit, args.batch_size, args.model_name_or_path)
         for spec in args.rows
     ]
     if args.save_samples:

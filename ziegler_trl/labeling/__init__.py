@@ -1,29 +1,17 @@
-"""Labeling: simulated and human labelers, the SQLite label store, the web labeling app."""
+"""Labeling: simulated and human labelers, the SQLite label store, the web labeling app.
 
-from .labelers import (
-    HumanLabeler,
-    Labeler,
-    ScorerLabeler,
-    SentimentLabeler,
-    boltzmann_choice,
-    plackett_luce_ranking,
-    sentiment_reward,
-    sentiment_score,
-)
-from .store import Answer, Comparison, LabelAgreement, LabelConflictError, LabelStore
+Names are imported on first use: the label commands need only the store (sqlite3), not the labelers' numpy/VADER.
+"""
 
-__all__ = [
-    "Answer",
-    "Comparison",
-    "HumanLabeler",
-    "LabelAgreement",
-    "LabelConflictError",
-    "LabelStore",
-    "Labeler",
-    "ScorerLabeler",
-    "SentimentLabeler",
-    "boltzmann_choice",
-    "plackett_luce_ranking",
-    "sentiment_reward",
-    "sentiment_score",
-]
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ["HumanLabeler", "Labeler", "ScorerLabeler", "SentimentLabeler", "boltzmann_choice", "plackett_luce_ranking",
+         "sentiment_reward", "sentiment_score"],
+        ".labelers",
+    ),
+    **dict.fromkeys(["Answer", "Comparison", "LabelAgreement", "LabelConflictError", "LabelStore"], ".store"),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

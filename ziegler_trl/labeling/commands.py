@@ -10,7 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ..errors import UserInputError
+from ..errors import UserInputError, check_input_file
 from ..jsonl import jsonl_line
 from .store import AGGREGATES, LabelStore
 
@@ -94,6 +94,22 @@ def status(store_path: str | Path, base_url: str = DEFAULT_BASE_URL) -> str:
     return "\n".join(lines)
 
 
+def _store_path(text: str) -> str:
+    """A store path whose folder exists (SQLite creates the file, not its folders); not a folder itself."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give the path of a .sqlite file")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
+    return text
+
+
+def _output_path(text: str) -> str:
+    if not Path(text).parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {Path(text).parent} does not exist")
+    return text
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0 or math.isnan(value):
@@ -107,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="label_command", required=True)
 
     def with_store(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--store", required=True, help="path of the SQLite label store (created if missing)")
+        sub.add_argument("--store", required=True, type=_store_path,
+                         help="path of the SQLite label store (created if missing)")
         return sub
 
     sub = with_store(commands.add_parser("serve", help="run the labeling web app"))
@@ -147,14 +164,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--round", type=int, default=None, help="only comparisons of this round")
 
     def run_assign(args: argparse.Namespace) -> int:
-        added = assign(args.store, args.labelers, args.overlap, args.repeats, args.seed, args.round)
+        try:
+            added = assign(args.store, args.labelers, args.overlap, args.repeats, args.seed, args.round)
+        except (KeyError, ValueError) as err:  # the store says which labeler is missing and how to add one
+            raise UserInputError(err.args[0]) from err
         print(f"{added} assignments added")
         return 0
 
     sub.set_defaults(func=run_assign)
 
     sub = with_store(commands.add_parser("export", help="write comparisons and answers as JSONL"))
-    sub.add_argument("output")
+    sub.add_argument("output", type=_output_path)
     sub.add_argument("--dataset", action="store_true",
                      help="write the reward trainer's rows {prompt, completions, best[, ranking]} instead")
     sub.add_argument("--aggregate", choices=AGGREGATES, default="majority",
@@ -173,6 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--labeler", default="import", help="labeler id for rows that name none")
 
     def run_import(args: argparse.Namespace) -> int:
+        check_input_file(args.path, "input file")
         before = LabelStore(args.store).counts()["comparisons"]
         answers = import_labels(args.store, args.path, args.labeler)
         added = LabelStore(args.store).counts()["comparisons"] - before

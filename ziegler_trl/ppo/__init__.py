@@ -1,34 +1,19 @@
-"""The paper's PPO on current TRL: KL controllers, ZieglerPPOConfig and ZieglerPPOTrainer."""
+"""The paper's PPO on current TRL: KL controllers, ZieglerPPOConfig and ZieglerPPOTrainer (imported on first use)."""
 
-from .config import ZieglerPPOConfig
-from .core import (
-    gae,
-    logprobs_from_logits,
-    per_token_rewards,
-    policy_loss,
-    potential_shaping,
-    value_loss,
-    whiten,
-)
-from .kl_control import AdaptiveKLCallback, AdaptiveKLController, FixedKLController
-from .policy_value import PolicyAndValue
-from .tf_adam import TFAdam
-from .trainer import NonFiniteError, ZieglerPPOTrainer
+from ..lazy import lazy_exports
 
-__all__ = [
-    "AdaptiveKLCallback",
-    "AdaptiveKLController",
-    "FixedKLController",
-    "NonFiniteError",
-    "PolicyAndValue",
-    "TFAdam",
-    "ZieglerPPOConfig",
-    "ZieglerPPOTrainer",
-    "gae",
-    "logprobs_from_logits",
-    "per_token_rewards",
-    "policy_loss",
-    "potential_shaping",
-    "value_loss",
-    "whiten",
-]
+_EXPORTS = {
+    "ZieglerPPOConfig": ".config",
+    **dict.fromkeys(
+        ["gae", "logprobs_from_logits", "per_token_rewards", "policy_loss", "potential_shaping", "value_loss",
+         "whiten"],
+        ".core",
+    ),
+    **dict.fromkeys(["AdaptiveKLCallback", "AdaptiveKLController", "FixedKLController"], ".kl_control"),
+    "PolicyAndValue": ".policy_value",
+    "TFAdam": ".tf_adam",
+    "NonFiniteError": ".trainer",
+    "ZieglerPPOTrainer": ".trainer",
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

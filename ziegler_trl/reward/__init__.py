@@ -1,12 +1,17 @@
-"""The paper's reward model: best-of-K loss, trainer, normalisation against ρ, and label importers."""
+"""The paper's reward model: best-of-K loss, trainer, normalisation against ρ, and label importers (imported on
+first use)."""
 
-from .labels import load_label_dataset, load_openai_labels, validate_label_rows
-from .loss import best_of_k_loss, ranking_loss
-from .normalization import (
-    apply_reward_normalization,
-    fit_reward_normalization,
-    normalize_reward_model,
-    restore_reward_bias,
-)
-from .scoring import reward_sequence, score_prefixes, score_sequences, score_texts
-from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer, DataCollatorForBestOfK
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["load_label_dataset", "load_openai_labels", "validate_label_rows"], ".labels"),
+    **dict.fromkeys(["best_of_k_loss", "ranking_loss"], ".loss"),
+    **dict.fromkeys(
+        ["apply_reward_normalization", "fit_reward_normalization", "normalize_reward_model", "restore_reward_bias"],
+        ".normalization",
+    ),
+    **dict.fromkeys(["reward_sequence", "score_prefixes", "score_sequences", "score_texts"], ".scoring"),
+    **dict.fromkeys(["BestOfKRewardConfig", "BestOfKRewardTrainer", "DataCollatorForBestOfK"], ".trainer"),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

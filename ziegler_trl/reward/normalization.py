@@ -1,7 +1,9 @@
 """Reward normalisation against samples of the initial policy ρ (the paper: mean 0, std 1 on y ~ ρ(·|x)).
 
 The gain is folded into the score head's weight and the bias into the head's bias and `config.reward_bias`, so a
-folder saved with `save_pretrained` keeps the normalisation:
+folder saved with `save_pretrained` keeps the normalisation. A head built without a bias (decoder LMs' score layers)
+gets it as a non-persistent buffer: the saved weights keep the architecture's own keys (no "score.bias UNEXPECTED"
+when loading) and `config.reward_bias` carries the value:
 
 * `ziegler_trl.load_reward_model(folder)` restores the bias and scores normalised rewards  g·r_raw + b.
 * plain `AutoModelForSequenceClassification.from_pretrained(folder)` builds a bias-free head (decoder LMs' score
@@ -39,10 +41,13 @@ def fit_reward_normalization(
 
 
 def _biased_head(model: PreTrainedModel) -> nn.Linear:
-    """The score head, given a bias parameter if it has none (the paper's head has one)."""
+    """The score head, given a bias if it has none (the paper's head has one). The best-of-K loss is blind to a
+    constant shift, so the added bias needs no gradient: a buffer, left out of the saved state dict."""
     head = score_head(model)
     if head.bias is None:
-        head.bias = nn.Parameter(torch.zeros(head.out_features, dtype=head.weight.dtype, device=head.weight.device))
+        del head._parameters["bias"]  # nn.Linear(bias=False) registers the name as an empty parameter slot
+        zeros = torch.zeros(head.out_features, dtype=head.weight.dtype, device=head.weight.device)
+        head.register_buffer("bias", zeros, persistent=False)
     return head
 
 

@@ -19,9 +19,12 @@ from pathlib import Path
 from accelerate.utils import DistributedType
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig
 from trl.trainer.utils import get_peft_config
 
+from ..config_files import parse_args_and_config
+from ..errors import UserInputError, check_input_file
+from ..model_cards import reward_model_card
 from ..models import (
     freeze_bottom_layers,
     inference_device,
@@ -29,6 +32,7 @@ from ..models import (
     load_reward_model,
     load_tokenizer,
 )
+from ..reporting import log_under_output_dir
 from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import TaskSpec, get_task, query_from_content
 from .labels import load_label_dataset
@@ -36,14 +40,20 @@ from .normalization import normalize_reward_model
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
 
 
+# Option names of earlier releases → today's (accepted with a warning, argv and YAML).
+RENAMED = {"labels": "dataset_name"}
+
+
 @dataclass
 class RewardScriptArguments:
     """The stage's own options; the model (ρ, `--model_name_or_path`) and LoRA options are TRL's `ModelConfig`."""
 
     task: str = field(default="sentiment", metadata={"help": "Task preset (sentiment, descriptiveness, tldr, cnndm)."})
-    labels: str = field(
-        default="", metadata={"help": "Best-of-K labels: a JSON/JSONL file (ours or an OpenAI label file), URL or Hub id."}
+    dataset_name: str = field(
+        default="",
+        metadata={"help": "Best-of-K labels: a JSON/JSONL file (ours or an OpenAI label file), URL or Hub id."},
     )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
     num_train: int | None = field(default=None, metadata={"help": "Use at most this many labels for training."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Fraction of labels held out for evaluation."})
     normalize_samples: int = field(
@@ -84,18 +94,22 @@ def train_reward_model(
 ) -> dict:
     """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder).
 
-    `labels` overrides `script_args.labels`; `rho_samples` = (prompts, completions) already sampled from ρ, raw as
-    `sample_rho_for_normalization` draws them, replaces fresh sampling for normalisation. `model_args` with `use_peft`:
+    `labels` overrides `script_args.dataset_name`; `rho_samples` = (prompts, completions) already sampled from ρ, raw
+    as `sample_rho_for_normalization` draws them, replaces fresh sampling for normalisation. `model_args` with
+    `use_peft`:
     LoRA adapters (a sequence-classification task, so the head trains with them); saved merged by default.
     The reward model starts from ρ = `model_args.model_name_or_path` ('embedded', SmolLM2, when unset).
     """
     model_name = (model_args.model_name_or_path if model_args is not None else None) or "embedded"
-    if labels is None and not script_args.labels:
-        raise SystemExit("--labels is required: a best-of-K label file (JSON/JSONL), URL or Hub dataset id")
+    if labels is None and not script_args.dataset_name:
+        raise UserInputError("--dataset_name is required: a best-of-K label file (JSON/JSONL), URL or Hub dataset id")
+    if labels is None:
+        check_input_file(script_args.dataset_name, "--dataset_name")
     task = get_task(script_args.task)
     tokenizer = load_tokenizer(model_name, padding_side="right")
     if labels is None:
-        labels = load_label_dataset(script_args.labels, tokenizer=tokenizer)
+        labels = load_label_dataset(script_args.dataset_name, tokenizer=tokenizer,
+                                    split=script_args.dataset_train_split)
     labels = labels.shuffle(seed=training_args.seed)
     n_eval = int(len(labels) * script_args.eval_fraction)
     splits = labels.train_test_split(test_size=n_eval, shuffle=False) if n_eval else {"train": labels, "test": None}
@@ -134,6 +148,7 @@ def train_reward_model(
         model, args=training_args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer,
         peft_config=peft_config,
     )
+    log_under_output_dir(trainer)
     if held_out is not None:
         metrics.update({f"{k}_before": v for k, v in trainer.evaluate().items() if k.startswith("eval_")})
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -146,14 +161,19 @@ def train_reward_model(
     trainer.save_model(training_args.output_dir)  # every rank: ZeRO-3 gathers the shards collectively
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
-        trainer.create_model_card(model_name=Path(training_args.output_dir).name)
+        reward_model_card(
+            training_args.output_dir, model_name, task.name, script_args.dataset_name or None, metrics,
+            k=len(labels[0]["completions"]), epochs=training_args.num_train_epochs,
+            learning_rate=training_args.learning_rate,
+        )
         Path(training_args.output_dir, "reward_metrics.json").write_text(json.dumps(metrics, indent=2))
         Path(training_args.output_dir, "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
         print(json.dumps(metrics, indent=2))
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = TrlParser((RewardScriptArguments, BestOfKRewardConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+    script_args, training_args, model_args = parse_args_and_config(
+        (RewardScriptArguments, BestOfKRewardConfig, ModelConfig), argv, RENAMED, prog
+    )
     return train_reward_model(script_args, training_args, model_args=model_args)
