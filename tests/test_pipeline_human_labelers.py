@@ -15,7 +15,8 @@ def test_human_labeling_without_labelers_stops_before_sampling(tmp_path):
     queries = tmp_path / "texts.jsonl"
     queries.write_text(json.dumps({"text": "It was a fine day."}) + "\n")
     # A model path that does not exist: loading it (or sampling) would fail with another error than ours.
-    cfg = PipelineConfig(output_dir=str(tmp_path / "loop"), model=str(tmp_path / "no-model"), queries=str(queries),
+    cfg = PipelineConfig(output_dir=str(tmp_path / "loop"), model_name_or_path=str(tmp_path / "no-model"),
+                         dataset_name=str(queries),
                          labeler="human", comparisons_per_round=4)
     store_path = tmp_path / "loop" / "labels.sqlite"
     with pytest.raises(UserInputError) as caught:

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ...jsonl import jsonl_line
 from . import add_option, check_input_files, reading_inputs, table_main
 
 RENAMED = {"data": "dataset_name", "split": "dataset_train_split", "policy": "model_name_or_path"}
@@ -70,8 +71,6 @@ def sampled_rewards(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     import numpy as np
 
     from .. import markdown_table, optimal_policy_frontier, plot_frontier, read_records, write_markdown
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             if args.points else []
         frontier = optimal_policy_frontier(rewards, args.betas)
     if args.save_rewards:
-        args.save_rewards.write_text("".join(json.dumps({"reward": float(r)}) + "\n" for r in rewards))
+        args.save_rewards.write_text("".join(jsonl_line({"reward": float(r)}) for r in rewards), encoding="utf-8")
     body = [[fmt(p.beta, 3), fmt(p.kl, 3), fmt(p.reward, 3), fmt(p.effective_samples, 1)] for p in frontier]
     body += [[f"policy {name}", fmt(kl, 3), fmt(reward, 3), ""] for name, kl, reward in points]
     text = (

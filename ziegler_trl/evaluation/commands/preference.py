@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ...jsonl import jsonl_line
 from . import add_option, check_input_files, reading_inputs, table_main
 
 RENAMED = {"data": "dataset_name", "split": "dataset_test_split"}
@@ -142,8 +143,6 @@ def results_from_policies(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
     from ...errors import UserInputError
@@ -165,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         with args.save_records.open("w", encoding="utf-8") as handle:
             for result in results:
                 for record in result.records:
-                    handle.write(json.dumps(record) + "\n")
+                    handle.write(jsonl_line(record))
     body = [
         [f"{r.model_a} vs {r.model_b}", r.protocol, str(r.n), fmt(r.win_rate, 1, 100.0),
          f"{fmt(r.ci_low, 1, 100.0)}–{fmt(r.ci_high, 1, 100.0)}"]
