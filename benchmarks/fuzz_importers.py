@@ -35,10 +35,15 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from trl import ModelConfig
+
+from ziegler_trl.config_files import load_config_file
 from ziegler_trl.errors import InputFileError
 from ziegler_trl.jsonl import jsonl_line
 from ziegler_trl.labeling import Answer, LabelStore
 from ziegler_trl.labeling.commands import import_labels
+from ziegler_trl.ppo import ZieglerPPOConfig
+from ziegler_trl.ppo.pipeline import RENAMED as POLICY_RENAMED, PolicyScriptArguments
 from ziegler_trl.reward.labels import load_label_dataset, load_openai_labels
 from ziegler_trl.tasks import load_task_texts
 
@@ -127,8 +132,12 @@ def build_registry(workdir: Path) -> None:
     for task, seed_rows in texts.items():
         register(f"load_task_texts[{task}]", [(".jsonl", jsonl(seed_rows))],
                  lambda p, task=task: load_task_texts(task, str(p)))
-    # YAML/JSON config files: register their loader here, e.g.
-    #   register("load_config_file", [(".yaml", b"task: sentiment\n")], load_config_file)
+    # `--config` files of `ziegler-trl train-policy`: JSON-shaped YAML, so the structural mutations apply.
+    policy_options = (PolicyScriptArguments, ZieglerPPOConfig, ModelConfig)
+    config = {"task": "sentiment", "dataset_name": "builtin", "reward_scorer": "vader", "total_episodes": 64,
+              "learning_rate": 0.00003, "kl_control": "adaptive", "kl_target": 6.0, "use_cpu": True}
+    register("load_config_file", [(".yaml", jsonl([config]))],
+             lambda p: load_config_file(p, policy_options, renamed=POLICY_RENAMED))
 
 
 # -- mutations -----------------------------------------------------------------------------------------------------

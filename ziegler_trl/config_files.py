@@ -21,7 +21,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .errors import ConfigFileError, UserInputError
+from .errors import ConfigFileError, UserInputError, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,9 @@ def load_config_file(
 
     path = Path(path)
     text = _read_text(path)
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters here
         node = loader.get_single_node()
         lines: dict[object, int] = {}  # key → its line, for messages
         for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
@@ -154,8 +155,15 @@ def load_config_file(
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         problem = " ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
         raise ConfigFileError(path, f"not valid YAML: {problem or err}", line=mark.line + 1 if mark else None) from None
+    except ConfigFileError:
+        raise
+    except RecursionError:
+        raise ConfigFileError(path, "nests too deeply to be a config") from None
+    except ValueError as err:  # an integer literal over Python's digit limit
+        raise ConfigFileError(path, f"holds a value YAML cannot read ({shorten(str(err))})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if config is None:
         raise ConfigFileError(path, "is empty: expected a mapping of option: value")
     if not isinstance(config, dict):

@@ -11,7 +11,8 @@ _EXPORTS = {
          "sentiment_reward", "sentiment_score"],
         ".labelers",
     ),
-    **dict.fromkeys(["Answer", "Comparison", "LabelAgreement", "LabelConflictError", "LabelStore"], ".store"),
+    **dict.fromkeys(["Answer", "Comparison", "LabelAgreement", "LabelConflictError", "LabelStore", "UndoRefusedError"],
+                   ".store"),
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
