@@ -131,8 +131,8 @@ class QuickstartConfig:
     kl_target: float = field(default=6.0, metadata={"help": "KL target in nats (the paper's sentiment run: 6)."})
     kl_horizon: int = field(
         default=64,
-        metadata={"help": "Adaptive controller horizon in episodes (the paper: 10,000 over 1M episodes), cut to the "
-                  "run's length: one update moves β by a factor of at most 1 ± 0.2 × its episodes / horizon."},
+        metadata={"help": "Adaptive controller horizon in episodes (the paper: 10,000 over 1M), cut to the run's "
+                  "length: one update moves β by a factor of at most 1 ± 0.2 × its episodes / horizon."},
     )
     reward_shaping: str = field(
         default="none",
