@@ -3,8 +3,8 @@
 TRL removed its PPOTrainer in 1.13, so the baseline runs from TRL 1.12.0 installed side by side (pip --no-deps
 --target, default /tmp/trl112) and imported first through PYTHONPATH in its own subprocess; the main environment is
 untouched. Each trainer runs in a fresh process that reports its training wall time and its peak resident memory
-(`resource.getrusage`, which includes loading the models). Both get: the same sentiment-task queries from a JSONL
-of book passages (or synthetic text when none is given), fixed-length responses (EOS does not stop sampling), the same
+(`resource.getrusage`, which includes loading the models). Both get: the same sentiment-task queries (the package's passages, or `--data` a JSONL
+of book passages), fixed-length responses (EOS does not stop sampling), the same
 reward model (the policy checkpoint with a fresh scalar head), one minibatch per update, 4 PPO epochs, fp32.
 TRL 1.12 uses its own design: a separate value model (a second trunk); ours puts the value head on the policy trunk.
 
@@ -25,21 +25,16 @@ from pathlib import Path
 # benchmarks/ is on sys.path when a script here runs
 from worker_process import run_worker
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "books_sample.jsonl"
 TRL_BASELINE = "trl==1.12.0"
 
 
-def queries(model: str, data: str | None, n: int):
-    """Token ids of n sentiment-task queries (book passages, or synthetic sentences) and the tokenizer."""
+def queries(model: str, data: str, n: int):
+    """Token ids of n sentiment-task queries built from `data` (a JSONL file or 'builtin') and the tokenizer."""
     from ziegler_trl.models import load_tokenizer
     from ziegler_trl.tasks import build_queries, load_task_texts
 
     tokenizer = load_tokenizer(model)
-    if data and Path(data).is_file():
-        texts = list(load_task_texts("sentiment", data)["text"])
-    else:
-        texts = [f"Intro. The day {i} was long and the road was dusty. We walked on. It rained." for i in range(n)]
-    built = build_queries(texts, "sentiment", tokenizer)
+    built = build_queries(list(load_task_texts("sentiment", data)["text"]), "sentiment", tokenizer)
     if len(built) < n:
         raise ValueError(f"Only {len(built)} usable queries in {data}; need {n}")
     return [q.ids for q in built[:n]], tokenizer
@@ -128,7 +123,8 @@ def spawn(name: str, cli, extra_path: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_file() else None)
+    parser.add_argument("--data", default="builtin",
+                        help="sentiment texts: 'builtin' (the package's passages) or a JSONL file with a 'text' field")
     parser.add_argument("--batch-size", type=int, default=8, help="episodes per PPO update (one minibatch)")
     parser.add_argument("--updates", type=int, default=3)
     parser.add_argument("--response-length", type=int, default=24)

@@ -1,7 +1,7 @@
 """Real check of the reward model on the embedded model (issue: foundation, "what it must show").
 
-Queries: book passages from a JSONL file (default ../shared/data/books_sample.jsonl), formatted by the sentiment
-task (64 tokens, whole sentences). For each query, ρ = the embedded SmolLM2 samples 4 continuations (24 tokens,
+Queries: prose passages (the package's own, `builtin`, or `--books` a JSONL file of book passages), formatted by the
+sentiment task (64 tokens, whole sentences). For each query, ρ = the embedded SmolLM2 samples 4 continuations (24 tokens,
 T = 0.7, truncated after the first "." at index >= 16). The rule: VADER sentiment (SentimentLabeler, T = 0) picks
 the most positive continuation. Queries are split 85/15 into train/held-out *by query*, each query gets
 `--repeats` independent comparisons, and BestOfKRewardTrainer trains one epoch on the train comparisons.
@@ -35,9 +35,6 @@ from ziegler_trl.jsonl import read_jsonl
 from ziegler_trl.labeling import SentimentLabeler
 from ziegler_trl.tasks import build_queries
 
-DEFAULT_BOOKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "books_sample.jsonl"
-
-
 def make_labels(args) -> tuple[list[dict], list[dict]]:
     tokenizer = load_tokenizer(args.model)
     policy = load_policy(args.model, tokenizer)
@@ -59,7 +56,8 @@ def make_labels(args) -> tuple[list[dict], list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--books", default=str(DEFAULT_BOOKS))
+    parser.add_argument("--books", default="builtin",
+                        help="sentiment texts: 'builtin' (the package's passages) or a JSONL file with a 'text' field")
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--repeats", type=int, default=3, help="comparisons sampled per query")
     parser.add_argument("--batch-size", type=int, default=8)

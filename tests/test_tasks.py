@@ -177,7 +177,7 @@ def test_jsonl_errors_name_file_line_and_field(tmp_path):
         load_task_texts("sentiment", str(path))
     with pytest.raises(DataFileError, match=r"missing\.jsonl: no such file"):
         load_task_texts("sentiment", str(tmp_path / "missing.jsonl"))
-    with pytest.raises(DataFileError, match=r"bookz: not a file, nor one of the Hub sources of task .sentiment."):
+    with pytest.raises(DataFileError, match=r"bookz: not a file, 'builtin', nor one of the Hub sources of task .sentiment."):
         load_task_texts("sentiment", "bookz")
     with pytest.raises(UserInputError, match="Unknown task"):
         load_task_texts("poetry", str(path))

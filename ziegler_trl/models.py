@@ -179,9 +179,9 @@ def sampling_dtype(device: torch.device | str, requested: str = "auto") -> torch
     where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX), else float32. A CPU
     without those instructions emulates bf16, slower than fp32.
 
-    bf16 samples the model's distribution to within rounding, and on a 2-core AVX512-BF16 CPU 1.7× faster (SmolLM2,
-    16 queries × 4 samples × 24 tokens: 12.3 s → 7.4 s; `benchmarks/sampling_dtype.py`). It keeps what fine-tuning changed: for a PPO-trained
-    SmolLM2 with KL(π‖ρ) = 0.204 nats per token, KL(π in bf16‖π) = 0.0017. Log-probs and training stay fp32.
+    bf16 samples the model's distribution to within rounding and keeps what fine-tuning changed (`benchmarks/
+    sampling_dtype.py` prints both the time and that KL; figures in docs/benchmarks.md). Log-probs and training stay
+    fp32.
     """
     if requested not in SAMPLING_DTYPES:
         raise ValueError(f"sampling dtype must be 'auto', 'float32' or 'bfloat16', got {requested!r}")

@@ -18,8 +18,8 @@ Stages (each saved under the output folder; rerunning the same command resumes a
 Miniature vs the paper: queries of 32 tokens instead of 64; the reward model trains its top 2 blocks on ~370 labels
 (two epochs, instead of every weight on 5k labels once) and the policy its top 2 (`trainable_top_layers`); the
 paper's KL target of 6 nats over 448 episodes instead of 1M, so that a 2-core CPU finishes, with the controller's
-horizon cut to match (64 episodes instead of 10,000). Three PPO settings differ because the run is short (all
-measured, see the README): a constant learning rate instead of the paper's linear decay (in 28 updates β cannot
+horizon cut to match (64 episodes instead of 10,000). Three PPO settings differ because the run is short (each
+measured: docs/quickstart.md): a constant learning rate instead of the paper's linear decay (in 28 updates β cannot
 bring the KL back, so the rate decides where it ends, and a decayed one left it anywhere in 5-10 nats); GAE λ = 1
 instead of 0.95 (the zero-initialised value head has learned nothing yet, so λ < 1 mostly discounts the reward for
 early tokens); and no −1 penalty for a response without "." in tokens 16-24
@@ -83,38 +83,36 @@ class QuickstartConfig:
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
     query_length: int = field(default=32, metadata={"help": "Query tokens (the paper: 64)."})
     passages_per_opening: int = field(
-        default=3, metadata={"help": "Continuations of each opening sampled by ρ (3: about 110 distinct queries)."}
+        default=3, metadata={"help": "Continuations of each opening sampled by ρ; each one cut by the task's rules "
+                             "becomes a query (3 per opening: about 110 distinct queries)."}
     )
     passage_tokens: int = field(default=56, metadata={"help": "Length of each sampled passage."})
     held_out_queries: int = field(default=40, metadata={"help": "Queries kept out of labeling and PPO."})
     num_comparisons: int = field(
         default=576,
-        metadata={"help": "Best-of-K comparisons labeled from ρ (about 3 in 4 are answered; each costs ~0.45 s of "
-                  "sampling on 2 AVX512-BF16 CPU cores in bf16, 0.66 s in fp32). More labels, a stronger effect: "
-                  "see benchmarks/quickstart_variants.py."},
+        metadata={"help": "Best-of-K comparisons sampled from ρ and labeled (the labeler skips ties, so about 3 in 4 "
+                  "are answered). More labels make a stronger reward model and a slower run (the paper: 5k labels)."},
     )
     k: int = field(default=4, metadata={"help": "Completions per comparison."})
     labeler_temperature: float = field(default=0.0, metadata={"help": "0: the labeler picks the argmax."})
     labeler_skip_ties: bool = field(
         default=True,
-        metadata={"help": "The labeler skips comparisons whose top VADER score is shared (about 1 in 5: often all "
-                  "four neutral at 0.0), as a person would; a pick by index there is noise for the reward model."},
+        metadata={"help": "The labeler skips comparisons whose top VADER score is shared (often all four neutral at "
+                  "0.0), as a person would; a pick by index there is noise for the reward model."},
     )
     trainable_top_layers: int = field(
         default=2,
-        metadata={"help": "Blocks trained in the policy (a CPU knob). On one reward model at constant lr 1.3e-4, "
-                  "top 2 and top 4 gave the same preference for the KL spent (PPO reruns, see the README); top 2 "
-                  "runs the PPO stage about 15 per 100 faster."},
+        metadata={"help": "Top blocks of the policy that PPO trains, with its final norm and heads (a CPU knob; the "
+                  "paper trains every weight)."},
     )
     reward_top_layers: int = field(
         default=2,
-        metadata={"help": "Blocks trained in the reward model (0: its head and final norm only, with lr 1e-2 and 4 "
-                  "epochs). Held-out best-of-4 accuracy with ~200 labels: head 0.42, top 2 blocks at lr 2e-3 0.44, "
-                  "top 4 0.33 (memorised); with 800 labels, top 2: 0.54 (2 epochs)."},
+        metadata={"help": "Top blocks of the reward model that train, with its final norm and head (0: those two "
+                  "only, which needs a learning rate near 1e-2; the paper trains every weight)."},
     )
     reward_lr: float = field(
         default=2e-3,
-        metadata={"help": "Reward model learning rate (a head alone needs 1e-2: 3e-4 left it at chance)."},
+        metadata={"help": "Reward model learning rate (the paper: 5e-5 on every weight)."},
     )
     reward_normalize_samples: int = field(
         default=256,
@@ -123,66 +121,62 @@ class QuickstartConfig:
     )
     reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
     reward_epochs: float = field(
-        default=2.0, metadata={"help": "Reward model epochs (the paper: 1 epoch of 5k labels; here 2 of ~370)."}
+        default=2.0, metadata={"help": "Passes over the labels in reward training (the paper: 1 epoch of 5k labels)."}
     )
-    ppo_episodes: int = field(default=448, metadata={"help": "PPO episodes (28 updates of 16)."})
+    ppo_episodes: int = field(default=448, metadata={"help": "PPO episodes (the paper: 1M)."})
     ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update (rollout batch)."})
     ppo_lr: float = field(
         default=1.3e-4,
-        metadata={"help": "PPO learning rate. In 448 episodes the final KL follows the learning rate more than β "
-                  "(constant 1e-4: 5.1-5.4 nats, 2e-4: 9.3-13.4; β raised to 0.4 did not bring an overshoot back)."},
+        metadata={"help": "PPO learning rate (the paper: 1e-5 over 1M episodes). In a run this short it, more than "
+                  "β, sets where the final KL ends."},
     )
     ppo_lr_scheduler: str = field(
         default="constant",
-        metadata={"help": "Learning-rate schedule of PPO ('constant', or 'linear' decay to 0 as in the paper's "
-                  "1M-episode runs). Decayed from 2e-4 the final KL ranged 5.3-10.0 nats over runs of one "
-                  "setting: the rate early on decides where the KL ends and the decayed steps cannot correct it."},
+        metadata={"help": "Learning-rate schedule of PPO: 'constant', or any transformers scheduler name such as "
+                  "'linear' (decay to 0, the paper's)."},
     )
     init_kl_coef: float = field(
         default=0.15,
-        metadata={"help": "Initial β (the paper's 0.15). The KL starts at 0, below target, so β first shrinks: from "
-                  "0.15 the KL ended at 5.0 of 6 in 448 episodes, from 0.1 at 5-10 (7.4 on average) in 512."},
+        metadata={"help": "Initial β of the adaptive KL controller (the paper's 0.15). The KL starts at 0, below "
+                  "the target, so β first shrinks."},
     )
     kl_target: float = field(default=6.0, metadata={"help": "KL target in nats (the paper's sentiment run: 6)."})
     kl_horizon: int = field(
         default=64,
         metadata={"help": "Adaptive controller horizon in episodes (the paper: 10,000 over 1M), cut to the run's "
-                  "length (256 let the KL overshoot to twice the target). Even so, β has little say over the KL in "
-                  "28 updates; the learning rate sets where it ends (see ppo_lr)."},
+                  "length: one update moves β by a factor of at most 1 ± 0.2 × its episodes / horizon."},
     )
     reward_shaping: str = field(
         default="none",
         metadata={"help": "'none' (the paper): the reward model's score at the last token. 'potential': each token "
-                  "earns the change it made to the score of the response so far (use with gae_lambda 0.95). On one "
-                  "reward model, PPO reruns: shaped, π preferred in 61.3-72.0 of 100 comparisons over 4 runs, "
-                  "unshaped 61.0 / 70.7 (4.8-8.4 nats each): no measurable gain from the shaping."},
+                  "earns the change it made to the score of the response so far (use with gae_lambda 0.95)."},
     )
     gae_lambda: float = field(
         default=1.0,
-        metadata={"help": "GAE λ (the paper: 0.95 over 1M episodes; in a few hundred the zero-initialised value "
-                  "head explains almost none of the returns, so λ < 1 mostly discounts the reward of early tokens)."},
+        metadata={"help": "GAE λ (the paper: 0.95). 1 is the Monte-Carlo return, which needs nothing of the "
+                  "value head; a zero-initialised head has learned little in a few hundred episodes."},
     )
     validity_penalty: bool = field(
         default=False,
-        metadata={"help": "Score a response without '.' in tokens 16-24 with -1 (the paper's sentiment rule). ρ "
-                  "meets the rule in 44 of 100 samples here, and a short PPO run then spends its KL on the rule."},
+        metadata={"help": "Score a response without '.' in tokens 16-24 with -1 (the paper's sentiment rule; on by "
+                  "default in the library). Responses are truncated at the '.' either way."},
     )
     stop_at_eos: bool = field(
         default=True,
         metadata={"help": "End every response (and query passage) before ρ's EOS, <|im_end|>, the instruct "
-                  "model's end of turn. Without it (the paper's fixed length) PPO learned to end the story and open "
-                  "a chat turn, which VADER scores as positive: 61 of 100 of π's samples held <|im_end|>."},
+                  "model's end of turn, and count it as valid (not the paper's: GPT-2 samples a fixed length). "
+                  "Without it PPO can end the story and open a new chat turn."},
     )
     sampling_dtype: str = field(
         default="auto",
         metadata={"help": "Precision of every sampling: ρ's query passages, comparisons and normalisation samples, "
-                  "PPO's rollouts (autocast around generate) and the evaluation's samples of ρ and π. 'auto': bfloat16 where the "
-                  "CPU/GPU computes it natively (1.5-1.8x faster on an AVX512-BF16 CPU), else float32; or "
-                  "'float32' / 'bfloat16'. Log-probs, KL, rewards, the labeler and training stay float32."},
+                  "PPO's rollouts (autocast around generate) and the evaluation's samples of ρ and π. 'auto': "
+                  "bfloat16 where the CPU/GPU computes it natively, else float32; or 'float32' / 'bfloat16'. "
+                  "Log-probs, KL, rewards, the labeler and training stay float32."},
     )
     eval_samples_per_query: int = field(
         default=8,
-        metadata={"help": "Samples per held-out query from π and ρ (8: ~220 comparisons, CI ≈ ±6.5 points)."},
+        metadata={"help": "Samples per held-out query from π and ρ for the report's 2-way comparisons."},
     )
     report_to: str = field(
         default="none",

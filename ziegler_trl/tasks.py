@@ -227,16 +227,43 @@ def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None =
     return Dataset.from_dict(rows)
 
 
+# `load_task_texts(task, "builtin")`: the small offline sample shipped in the package for each task, so that recipes and
+# examples run without downloads (ziegler_trl/data/README.md says what the files hold and under which licence).
+BUILTIN = "builtin"
+BUILTIN_FILES = {
+    "sentiment": "passages.jsonl",
+    "descriptiveness": "passages.jsonl",
+    "tldr": "tldr.jsonl",
+    "cnndm": "cnndm.jsonl",
+}
+
+
+def builtin_texts_path(task: str | TaskSpec) -> Path:
+    """The packaged JSONL file behind `load_task_texts(task, "builtin")`."""
+    task = get_task(task)
+    if task.name not in BUILTIN_FILES:
+        raise UserInputError(f"task {task.name!r} has no builtin texts; builtin covers {sorted(BUILTIN_FILES)}")
+    return Path(__file__).with_name("data") / BUILTIN_FILES[task.name]
+
+
 def load_task_texts(
     task: str | TaskSpec, source: str, split: str = "train", limit: int | None = None
 ) -> Dataset:
-    """Raw texts for a task from a JSONL file, or from one of the task's Hub datasets (needs the Hub)."""
+    """Raw texts for a task from a JSONL file, the package's own sample (`"builtin"`), or one of the task's Hub
+    datasets (needs the Hub).
+
+    `"builtin"` reads the small sample shipped in `ziegler_trl/data/` like any JSONL file (one set: `split` does
+    not apply, as for files); a file of that name is reached as `./builtin`.
+    """
     task = get_task(task)
+    if source == BUILTIN:
+        return load_jsonl_texts(builtin_texts_path(task), task, limit)
     if source.endswith((".jsonl", ".json")) or Path(source).is_file():
         return load_jsonl_texts(source, task, limit)
     if source not in task.hf_sources:
         raise DataFileError(
-            source, f"not a file, nor one of the Hub sources of task {task.name!r}: {sorted(task.hf_sources)}"
+            source, f"not a file, {BUILTIN!r}, nor one of the Hub sources of task {task.name!r}: "
+            f"{sorted(task.hf_sources)}"
         )
     from datasets import load_dataset
 

@@ -58,8 +58,8 @@ class ZieglerPPOConfig(_BaseConfig):
         default="float32",
         metadata={"help": "Precision of the rollouts' sampling alone (autocast around `generate`): 'float32', "
                   "'bfloat16', or 'auto' (bfloat16 where the CPU/GPU computes it natively). Log-probs, values, "
-                  "KL, rewards and updates keep the training precision. bf16 samples 1.5x faster on a 2-core "
-                  "AVX512-BF16 CPU. Under bf16 mixed precision sampling is bf16 anyway."},
+                  "KL, rewards and updates keep the training precision. Under bf16 mixed precision sampling is bf16 "
+                  "anyway."},
     )
     rollout_forward_batch_size: int = field(
         default=32, metadata={"help": "Rows per no-grad forward pass (policy, reference, reward) during rollouts."}

@@ -57,7 +57,7 @@ def potential_shaping(scores: torch.Tensor, potentials: torch.Tensor) -> torch.T
     where Φ(s_t) (`potentials[:, t]`) is the reward model's score of the query and the response's first t tokens.
     Σ_t F_t = r(x, y) − Φ(s_0): with γ = 1 every return changes by a constant of the query alone, so the optimal
     policy is the paper's, while each token is credited with the change of score it made rather than the whole
-    episode's score (with λ < 1; measured on the quickstart it did not raise the effect per nat of KL).
+    episode's score (with λ < 1).
     """
     potentials = torch.cat([potentials[:, :-1], scores.to(potentials.dtype)[:, None]], dim=1)
     return potentials[:, 1:] - potentials[:, :-1]
