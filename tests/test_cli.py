@@ -21,6 +21,18 @@ def test_every_command_prints_its_help(command, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", list(DATACLASS_COMMANDS))
+def test_a_finished_stage_exits_0_whatever_its_main_returns(command, monkeypatch):
+    """A stage's `main` returns metrics, a report path or a trainer to Python callers; the shell sees status 0."""
+    import importlib
+
+    module = importlib.import_module(DATACLASS_COMMANDS[command][0])
+    monkeypatch.setattr(module, "main", lambda argv, prog=None: {"eval_accuracy": 0.5})
+    with pytest.raises(SystemExit) as exit_info:
+        main([command])
+    assert exit_info.value.code == 0
+
+
 def test_quickstart_help_lists_its_fields(capsys):
     with pytest.raises(SystemExit):
         main(["quickstart", "--help"])

