@@ -6,7 +6,7 @@
 See `ziegler_trl.pipeline` for the stages.
 """
 
-from ziegler_trl.pipeline import main
+from ziegler_trl.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("collect", "recipes/pipeline.py")

@@ -9,7 +9,7 @@ Any field of the YAML can be overridden on the command line (`--learning_rate 5e
 column) or a TRL prompt dataset (`prompt` column) when `task` is unset. See `ziegler_trl.ppo.pipeline`.
 """
 
-from ziegler_trl.ppo.pipeline import main
+from ziegler_trl.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("train-policy", "recipes/train_policy.py")

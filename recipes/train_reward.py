@@ -7,7 +7,7 @@
 See `ziegler_trl.reward.pipeline.train_reward_model` for the steps.
 """
 
-from ziegler_trl.reward.pipeline import main
+from ziegler_trl.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("train-reward", "recipes/train_reward.py")

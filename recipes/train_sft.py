@@ -7,7 +7,7 @@ The saved folder is a causal LM: pass it as `--model_name_or_path` to the reward
 "supervised + RL" rows (ρ = the SFT model).
 """
 
-from ziegler_trl.sft import main
+from ziegler_trl.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("sft", "recipes/train_sft.py")

@@ -147,3 +147,17 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, tiny_model_dir):
     results = run_cli([argv for argv, _ in cases.values()], tmp_path)
     for (case, (_, expected)), result in zip(cases.items(), results):
         assert_one_line_error(result, expected, case)
+
+
+def test_a_recipe_script_reports_a_mistake_in_one_line(tmp_path):
+    """`python recipes/train_policy.py` (what `accelerate launch` runs on every rank) reports like `ziegler-trl`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "train_policy.py"), "--dataset_name", "builtin", "--task", "sentiment",
+         "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert ("recipes/train_policy.py: error: set exactly one of --reward_model and --reward_scorer"
+            in done.stderr.splitlines()[-1]), done.stderr[-3000:]

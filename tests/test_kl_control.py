@@ -56,7 +56,7 @@ def test_adaptive_kl_callback_drives_rloo_beta(tiny_model_dir, tiny_tokenizer, t
     args = RLOOConfig(
         output_dir=str(tmp_path / "rloo"), per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
         beta=0.1, max_steps=3, logging_steps=1, learning_rate=1e-2, report_to=[], bf16=False,
-        gradient_checkpointing=False, save_strategy="steps", save_steps=3, seed=0, log_completions=False,
+        activation_checkpointing=False, save_strategy="steps", save_steps=3, seed=0, log_completions=False,
     )
     trainer = RLOOTrainer(
         model=str(tiny_model_dir), reward_funcs=lambda completions, **kw: [float(len(c)) for c in completions],
@@ -85,7 +85,7 @@ def test_adaptive_kl_callback_drives_rloo_beta(tiny_model_dir, tiny_tokenizer, t
 def test_adaptive_kl_callback_refuses_beta_zero(tiny_model_dir, tiny_tokenizer, tmp_path):
     args = RLOOConfig(
         output_dir=str(tmp_path / "rloo0"), per_device_train_batch_size=2, num_generations=2, max_completion_length=4,
-        beta=0.0, max_steps=1, report_to=[], bf16=False, gradient_checkpointing=False,
+        beta=0.0, max_steps=1, report_to=[], bf16=False, activation_checkpointing=False,
     )
     trainer = RLOOTrainer(
         model=str(tiny_model_dir), reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,

@@ -139,7 +139,7 @@ def test_sft_card_and_the_base_model_chain(tiny_model_dir, tmp_path):
     post = {"subreddit": "pets", "title": "dog", "post": "The happy dog ran in the park all day.", "summary": "dog ran"}
     data.write_text("".join(json.dumps(post) + "\n" for _ in range(4)))
     args = ZieglerSFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2,
-                            gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+                            report_to="none", save_strategy="no", logging_steps=1,
                             max_length=640, dataloader_pin_memory=False)
     trainer = train_sft(SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",
                                            dataset_name=str(data)), args)

@@ -475,7 +475,7 @@ def test_reward_model_with_other_bottom_blocks_or_outputs_is_scored_whole(tiny_t
     assert [e["ppo/reward_cached_blocks"] for e in rollout_logs(trainer)] == [0, 0]
 
 
-@pytest.mark.parametrize("setting", [{"disable_dropout": False}, {"gradient_checkpointing": True},
+@pytest.mark.parametrize("setting", [{"disable_dropout": False}, {"activation_checkpointing": True},
                                      {"cache_frozen_blocks": False}])
 def test_frozen_block_cache_is_off_where_it_would_not_be_exact(tiny_tokenizer, tmp_path, setting):
     """Dropout makes the frozen blocks' output random; gradient checkpointing may need the embeddings' grad hook."""

@@ -130,7 +130,7 @@ class Run:
 
 
 TINY = f"--model_name_or_path {SMOKE_MODEL}"
-PPO_TINY = f"{TINY} --total_episodes 8 --per_device_train_batch_size 4 --gradient_accumulation_steps 1 " \
+PPO_TINY = f"{TINY} --total_episodes 8 --per_device_train_batch_size 8 --gradient_accumulation_steps 1 " \
            "--rollout_forward_batch_size 4 --save_strategy no --dataset_limit 16"
 # People answering in the web app: alice, and bob as a second labeler of the same comparisons (what the overlap is
 # for: the agreement table needs items with two answers), pick completion 1 of each comparison assigned to alice.

@@ -262,7 +262,7 @@ def _train_frozen_trunk(tmp_path, tokenizer, model, cache: bool, **overrides) ->
 
 @pytest.mark.parametrize("top", [0, 2], ids=["head_only", "top_blocks"])
 @pytest.mark.parametrize("layout", [{"share_prompt_forward": True},
-                                    {"share_prompt_forward": False, "gradient_checkpointing": True}])
+                                    {"share_prompt_forward": False, "activation_checkpointing": True}])
 def test_frozen_trunk_cache_trains_like_full_forwards_with_one_trunk_forward_per_completion(
     tmp_path, tiny_tokenizer, layout, top
 ):

@@ -30,7 +30,7 @@ def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokeniz
             "summary": "dog ran"}
     data.write_text("\n".join(json.dumps(post) for _ in range(4)))
     args = ZieglerSFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2,
-                            gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+                            report_to="none", save_strategy="no", logging_steps=1,
                             max_length=640, dataloader_pin_memory=False)
     assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # TRL's default: True
     script = SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",

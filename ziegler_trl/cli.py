@@ -38,9 +38,15 @@ def run_reporting_errors(prog: str, command: Callable[[], int | None]) -> int:
         return 2
 
 
-def _dataclass_command(name: str, argv: Sequence[str]) -> None:
+def _dataclass_command(name: str, argv: Sequence[str], prog: str | None = None) -> None:
     module = importlib.import_module(DATACLASS_COMMANDS[name][0])
-    module.main(list(argv), prog=f"ziegler-trl {name}")  # what it returns (metrics, a path) is for Python callers
+    module.main(list(argv), prog=prog or f"ziegler-trl {name}")  # its return value (metrics, a path) is for Python
+
+
+def run_recipe(command: str, script: str) -> None:
+    """A recipe script's entry point: the stage `command` on `sys.argv`, its user mistakes one line and status 2, as
+    under `ziegler-trl` (`accelerate launch recipes/x.py` runs this on every rank)."""
+    sys.exit(run_reporting_errors(script, lambda: _dataclass_command(command, sys.argv[1:], prog=script)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,8 +120,10 @@ class ZieglerPPOConfig(_BaseConfig):
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision. Default: on only when CUDA supports bf16 (never on CPU)."}
     )
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations in the backward pass to save memory."}
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of transformers' `activation_checkpointing` (off by default here, where "
+                  "TRL's configs turn it on): recompute activations in the backward pass to save memory."},
     )
     cache_frozen_blocks: bool = field(
         default=True,

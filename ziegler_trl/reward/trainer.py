@@ -79,8 +79,11 @@ class BestOfKRewardConfig(RewardConfig):
     max_length: int | None = field(
         default=1024, metadata={"help": "Comparisons with a prompt+completion longer than this are dropped."}
     )
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Trade compute for memory (1.3-2x slower on CPU); off unless memory demands."}
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of transformers' `activation_checkpointing` (off by default here, where "
+                  "TRL's RewardConfig turns it on: recomputing activations is 1.3-2x slower on CPU; turn it on when "
+                  "memory demands)."},
     )
     save_merged_model: bool = field(
         default=True,
@@ -110,14 +113,14 @@ class BestOfKRewardConfig(RewardConfig):
         if self.bf16 is None:
             self.bf16 = cuda_bf16_available() and not self.fp16
         warn_if_slow_bf16(self.bf16)
-        if self.gradient_checkpointing and self.share_prompt_forward:
-            raise ValueError(
-                "share_prompt_forward needs the prompt's KV cache, which gradient checkpointing disables: set "
-                "share_prompt_forward=False to use gradient_checkpointing=True"
-            )
         if self.loss_type not in ("best_of_k", "ranking"):
             raise ValueError(f"loss_type must be 'best_of_k' or 'ranking', got {self.loss_type!r}")
-        super().__post_init__()
+        super().__post_init__()  # resolves activation_checkpointing and its old name into both
+        if self.gradient_checkpointing and self.share_prompt_forward:
+            raise ValueError(
+                "share_prompt_forward needs the prompt's KV cache, which activation (gradient) checkpointing "
+                "disables: set share_prompt_forward=False to use activation_checkpointing=True"
+            )
 
 
 @dataclass
