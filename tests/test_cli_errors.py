@@ -55,6 +55,14 @@ CASES = {
         ["collect", "--config", "cfg.yaml"], "ziegler-trl collect: error: cfg.yaml, line 2, field 'rouds': "
         "unknown option; did you mean 'rounds'?",
     ),
+    "collect PPO batch below the whitening minimum": (
+        ["collect", "--dataset_name", "builtin", "--ppo_batch_size", "4"],
+        "ziegler-trl collect: error: --ppo_batch_size must be at least 8: PPO whitens the rewards",
+    ),
+    "quickstart PPO batch below the whitening minimum": (
+        ["quickstart", "--ppo_batch_size", "4", "--output_dir", "qs"],
+        "ziegler-trl quickstart: error: --ppo_batch_size must be at least 8",
+    ),
     "bad collect mode": (
         ["collect", "--dataset_name", "builtin", "--mode", "online"],
         "ziegler-trl collect: error: --mode must be 'offline' or 'batched', got 'online'",

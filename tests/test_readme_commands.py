@@ -169,11 +169,11 @@ COMMANDS: dict[str, Run] = {
         Run(PPO_TINY),
     "ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml "
     "recipes/train_policy.py --config recipes/configs/ppo_cpu_small.yaml": Run(
-        f"{TINY} --total_episodes 8 --per_device_train_batch_size 2 --rollout_forward_batch_size 2 "
+        f"{TINY} --total_episodes 16 --per_device_train_batch_size 8 --rollout_forward_batch_size 4 "
         "--save_strategy no --dataset_limit 16"),
     # The loop
     "ziegler-trl collect --mode offline --task sentiment --dataset_name builtin --output_dir runs/loop": Run(
-        f"{TINY} --comparisons_per_round 8 --reward_batch_size 4 --ppo_episodes_per_round 8 --ppo_batch_size 4"),
+        f"{TINY} --comparisons_per_round 8 --reward_batch_size 4 --ppo_episodes_per_round 8 --ppo_batch_size 8"),
     "ziegler-trl label add-labeler --store runs/tldr/labels.sqlite alice": Run(expect_output="http"),
     "ziegler-trl collect --mode batched --rounds 4 --labeler human --task tldr --dataset_name builtin --output_dir "
     "runs/tldr": Run(f"{TINY} --comparisons_per_round 2", expect_rc=3, expect_output="label serve"),

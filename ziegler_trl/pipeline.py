@@ -92,6 +92,11 @@ class PipelineConfig:
         if not self.dataset_name:
             raise UserInputError("--dataset_name is required: 'builtin', a JSONL file of raw texts for the task, "
                                  "or one of its Hub sources")
+        from .ppo.config import MIN_WHITEN_MINIBATCH  # not at import: `collect --help` needs no torch
+
+        if self.ppo_batch_size < MIN_WHITEN_MINIBATCH:  # refused now, not after the labels and the reward model
+            raise UserInputError(f"--ppo_batch_size must be at least {MIN_WHITEN_MINIBATCH}: PPO whitens the rewards "
+                                 f"of each minibatch, as the paper's code, got {self.ppo_batch_size}")
 
 
 def _labeler(cfg: PipelineConfig, store: LabelStore):

@@ -60,6 +60,7 @@ from .models import (
 )
 from .pipeline import Stages
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+from .ppo.config import MIN_WHITEN_MINIBATCH
 from .reporting import log_under_output_dir
 from .reward import BestOfKRewardConfig
 from .reward.pipeline import RewardScriptArguments, sample_rho_for_normalization, train_reward_model
@@ -194,6 +195,9 @@ class QuickstartConfig:
         if self.smoke:
             for name, value in SMOKE.items():
                 setattr(self, name, value)
+        if self.ppo_batch_size < MIN_WHITEN_MINIBATCH:
+            raise UserInputError(f"--ppo_batch_size must be at least {MIN_WHITEN_MINIBATCH}: PPO whitens the rewards "
+                                 f"of each minibatch, as the paper's code, got {self.ppo_batch_size}")
 
 
 # A random model's gibberish is mostly VADER-neutral: skipping ties would leave the smoke run almost no labels.
