@@ -80,9 +80,10 @@ CASES = {
         ["label", "assign", "--store", "labels.sqlite"],
         "ziegler-trl label assign: error: no labelers registered in labels.sqlite",
     ),
-    "store in a missing folder": (
+    "no store at the path": (
         ["label", "status", "--store", "no/such/labels.sqlite"],
-        "ziegler-trl label status: error: argument --store: the folder no/such does not exist",
+        "ziegler-trl label status: error: argument --store: no label store at no/such/labels.sqlite: "
+        "`ziegler-trl label add-labeler` or `ziegler-trl label import` creates one",
     ),
     "missing label file to import": (
         ["label", "import", "--store", "labels.sqlite", "answers.jsonl"],
@@ -113,6 +114,9 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, tiny_model_dir):
     record = {"prompt": "p", "completions": ["a", "b"], "best": 0, "labeler": "ann",
               "model_of_each_completion": ["x", "y"]}
     (tmp_path / "records.jsonl").write_text(json.dumps(record) + "\n")
+    from ziegler_trl.labeling import LabelStore
+
+    LabelStore(tmp_path / "labels.sqlite").close()  # a store with no labeler yet
     # a quickstart folder saved before the `model` option was renamed, resumed with another seed
     run = tmp_path / "qs"
     run.mkdir()

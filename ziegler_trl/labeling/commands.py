@@ -94,13 +94,20 @@ def status(store_path: str | Path, base_url: str = DEFAULT_BASE_URL) -> str:
     return "\n".join(lines)
 
 
-def _store_path(text: str) -> str:
-    """A store path whose folder exists (SQLite creates the file, not its folders); not a folder itself."""
-    path = Path(text)
-    if path.is_dir():
+def _new_or_existing_store(text: str) -> str:
+    """A store path for the commands that create a store (its folders too, as `LabelStore` does); not a folder."""
+    if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder: give the path of a .sqlite file")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
+    return text
+
+
+def _existing_store(text: str) -> str:
+    """A store that exists: reading commands refuse a mistyped path rather than create an empty store there."""
+    _new_or_existing_store(text)
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(
+            f"no label store at {text}: `ziegler-trl label add-labeler` or `ziegler-trl label import` creates one"
+        )
     return text
 
 
@@ -122,9 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("label", help="human labeling: web app, labelers, assignments, label files")
     commands = parser.add_subparsers(dest="label_command", required=True)
 
-    def with_store(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--store", required=True, type=_store_path,
-                         help="path of the SQLite label store (created if missing)")
+    def with_store(sub: argparse.ArgumentParser, creates: bool = False) -> argparse.ArgumentParser:
+        sub.add_argument("--store", required=True, type=_new_or_existing_store if creates else _existing_store,
+                         help="path of the SQLite label store" + (" (created, with its folder, if missing)"
+                                                                   if creates else ""))
         return sub
 
     sub = with_store(commands.add_parser("serve", help="run the labeling web app"))
@@ -145,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.set_defaults(func=run_serve)
 
     sub = with_store(commands.add_parser(
-        "add-labeler", help="create a labeler and print their link (a new link if theirs was revoked)"))
+        "add-labeler", help="create a labeler and print their link (a new link if theirs was revoked)"), creates=True)
     sub.add_argument("name")
     sub.add_argument("--base-url", default=DEFAULT_BASE_URL, help="public URL of the app, for the printed link")
     sub.set_defaults(func=lambda args: print(add_labeler(args.store, args.name, args.base_url)) or 0)
@@ -188,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sub = with_store(commands.add_parser(
         "import", help="add comparisons from a JSONL file: answered (an export, best-of-K rows) or unanswered "
-        "({prompt, completions} rows, for people to label after `label assign`)"))
+        "({prompt, completions} rows, for people to label after `label assign`)"), creates=True)
     sub.add_argument("path")
     sub.add_argument("--labeler", default="import", help="labeler id for rows that name none")
 
