@@ -49,7 +49,7 @@ def test_builtin_refuses_a_task_without_a_sample_and_unknown_sources_name_it():
     custom = dataclasses.replace(get_task("sentiment"), name="poetry")
     with pytest.raises(UserInputError, match="task 'poetry' has no builtin texts; builtin covers"):
         load_task_texts(custom, "builtin")
-    with pytest.raises(ValueError, match="give a JSONL file, 'builtin' or one of"):
+    with pytest.raises(ValueError, match=r"bultin: not a file, 'builtin', nor one of the Hub sources of task 'sent"):
         load_task_texts("sentiment", "bultin")
 
 
