@@ -30,7 +30,8 @@ from ziegler_trl import (
     load_task_texts,
     load_tokenizer,
 )
-from ziegler_trl.collection import label_comparisons, sample_comparisons, write_jsonl
+from ziegler_trl.collection import label_comparisons, sample_comparisons
+from ziegler_trl.jsonl import write_jsonl
 from ziegler_trl.jsonl import read_jsonl
 from ziegler_trl.labeling import SentimentLabeler
 from ziegler_trl.tasks import build_queries

@@ -1,4 +1,4 @@
-"""ZieglerPPOTrainer on tiny Llama models: log-probs, rewards, β control, resume, NaN guard, PEFT, safety checks."""
+"""ZieglerPPOTrainer on tiny Llama models: log-probs, rewards, β control, resume, NaN guard, PEFT, reward caches."""
 
 import pytest
 import torch
@@ -227,15 +227,13 @@ def test_tf_adam_fixed_kl_and_gradient_accumulation(tiny_tokenizer, tmp_path):
     assert not isinstance(trainer.kl_controller, AdaptiveKLController)
 
 
-def test_reward_check_on_held_out_labels(tiny_tokenizer, tmp_path):
-    labels = Dataset.from_dict({
-        "prompt": ["a", "b", "c"],
-        "completions": [["short", "a much longer one"], ["x", "longer text"], ["tiny", "longest completion here"]],
-        "best": [1, 1, 1],
-    })
-    make_trainer(tiny_tokenizer, tmp_path, eval_labels=labels)  # length reward agrees with every label
-    with pytest.raises(ValueError, match=r"picks the labeled best in 0.0% of 3 .*chance \(50.0%\)"):
-        make_trainer(tiny_tokenizer, tmp_path, eval_labels=labels, reward_fn=lambda p, c: [-len(x) for x in c])
+def test_reward_check_names_malformed_held_out_labels(tiny_tokenizer, tmp_path):
+    """The statistics of the check are in test_sign_checks.py; malformed labels are refused by row and field."""
+    labels = Dataset.from_dict({"prompt": ["a", "b"], "completions": [["x", "yy"], ["z", "ww"]], "best": [1, 5]})
+    with pytest.raises(ValueError, match=r"eval_labels, record 1, field 'best': must be an integer in 0..1 \(got 5\)"):
+        make_trainer(tiny_tokenizer, tmp_path, eval_labels=labels)
+    with pytest.raises(ValueError, match=r"eval_labels, record 0, field 'completions': missing"):
+        make_trainer(tiny_tokenizer, tmp_path, eval_labels=Dataset.from_dict({"prompt": ["a"], "best": [0]}))
 
 
 def test_bad_inputs_are_named(tiny_tokenizer, tmp_path):

@@ -65,12 +65,12 @@ def test_collator_layouts():
 
 def test_shared_prompt_forward_equals_full_forward_with_gradients(tiny_model_dir, tiny_tokenizer):
     from ziegler_trl import load_reward_model
-    from ziegler_trl.reward.trainer import _tokenize_comparison
+    from ziegler_trl.reward.trainer import tokenize_comparison
 
     rows = comparisons(3, k=4).to_list()
     rows[1]["prompt"] = "A much longer prompt, so prompts need left padding in the batch."
     rows[1]["completions"][2] = ""  # a response that ended at once (EOS first): it scores as the prompt alone
-    examples = [{**_tokenize_comparison(r, tiny_tokenizer), "best": r["best"]} for r in rows]
+    examples = [{**tokenize_comparison(r, tiny_tokenizer), "best": r["best"]} for r in rows]
     model = load_reward_model(str(tiny_model_dir), tiny_tokenizer)
     grads = []
     for share in (True, False):

@@ -30,8 +30,8 @@ def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokeniz
             "summary": "dog ran"}
     data.write_text("\n".join(json.dumps(post) for _ in range(4)))
     args = ZieglerSFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2,
-                            report_to="none", save_strategy="no", logging_steps=1,
-                            max_length=640, dataloader_pin_memory=False)
+                            report_to="none", save_strategy="steps", save_steps=2,
+                            logging_steps=1, max_length=640, dataloader_pin_memory=False)
     assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # TRL's default: True
     script = SFTScriptArguments(model_name_or_path=str(tiny_model_dir), task="tldr",
                                 dataset_name=str(data), limit=4)
@@ -39,3 +39,6 @@ def test_sft_trains_and_saves_a_causal_lm(tmp_path, tiny_model_dir, tiny_tokeniz
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     assert load_policy(str(tmp_path / "sft")).config.vocab_size == len(tiny_tokenizer)
+    # checkpoints are published whole (staged, then renamed into place)
+    assert (tmp_path / "sft" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (tmp_path / "sft" / "_incomplete").exists()

@@ -7,15 +7,12 @@ A comparison row is what the reward trainer reads, plus provenance:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .jsonl import jsonl_line
 from .labeling import Labeler, LabelStore
 from .sampling import sample_completions
 from .tasks import Query, TaskSpec, get_task
@@ -69,20 +66,6 @@ def label_comparisons(rows: list[dict[str, Any]], labeler: Labeler, batch_size: 
         for row, best in zip(chunk, labeler.label([r["prompt"] for r in chunk], [r["completions"] for r in chunk])):
             row["best"] = int(best)
     return rows
-
-
-def write_jsonl(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows atomically (temp file + rename), so a killed run never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(jsonl_line(row))
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    return path
 
 
 def collect_round(

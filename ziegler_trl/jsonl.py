@@ -9,13 +9,17 @@ dropped) or UTF-16/UTF-32 with a byte-order mark saying so; NUL bytes outside su
 and are refused by name. Every record is checked for what a parser lets through but nothing downstream can hold:
 lone surrogates (SQLite and UTF-8 cannot store them) and nesting deeper than `MAX_DEPTH`. Every failure is an
 `InputFileError` subclass chosen by the caller, naming the file, the line and, where it applies, the field.
+
+`write_jsonl` writes a whole file atomically (a temporary sibling, fsynced, renamed over it).
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import DataFileError, InputFileError
@@ -140,3 +144,18 @@ def parse_jsonl_text(text: str, source: str | Path, error: type[InputFileError] 
 def read_jsonl(path: str | Path, error: type[InputFileError] = DataFileError) -> list[tuple[int, object]]:
     """(1-based line number, value) for every non-blank line of a JSONL file; any fault is `error`."""
     return parse_jsonl_text(decode_text(read_bytes(path, error), path, error), path, error)
+
+
+def write_jsonl(rows: Iterable[object], path: str | Path) -> Path:
+    """One `jsonl_line` per row, written atomically (a temporary sibling, fsynced, renamed over `path`), so a killed
+    run never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(jsonl_line(row))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return path

@@ -16,7 +16,9 @@ rerun it once they are answered.
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,22 +30,37 @@ RENAMED = {"model": "model_name_or_path", "queries": "dataset_name"}
 
 
 class Stages:
-    """Named stages with timings in `stages.json`, skipped when already finished (a rerun resumes)."""
+    """Named stages with timings in `stages.json`, skipped when already finished (a rerun resumes).
+
+    A stage's `outputs` (files or folders it writes from scratch) are flushed to disk before `stages.json`, itself
+    replaced atomically, marks the stage done; a rerun after a kill during the stage removes what it left half
+    written and runs it again from a clean slate. (Outputs that resume on their own, like a label store, are not
+    listed.)"""
 
     def __init__(self, root: Path):
         self.root = root
         self.file = root / "stages.json"
         self.done: dict[str, float] = json.loads(self.file.read_text()) if self.file.is_file() else {}
 
-    def run(self, name: str, fn, *args):
+    def run(self, name: str, fn, *args, outputs: Sequence[Path] = ()):
+        from .checkpoints import sync_tree, write_text_atomically  # not at import: `collect --help` needs no torch
+
         if name in self.done:
             print(f"[{self.root.name}] {name}: done in an earlier run ({self.done[name]:.0f} s), skipped")
             return None
+        for path in (p for p in outputs if p.exists()):
+            print(f"[{self.root.name}] {name}: removing {path}, left unfinished by a run stopped in this stage")
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         print(f"[{self.root.name}] {name} ...")
         start = time.perf_counter()
         result = fn(*args)
+        missing = [str(p) for p in outputs if not p.exists()]
+        if missing:
+            raise RuntimeError(f"stage {name} finished without writing {missing}")
+        for path in outputs:
+            sync_tree(path)
         self.done[name] = time.perf_counter() - start
-        self.file.write_text(json.dumps(self.done, indent=2))
+        write_text_atomically(self.file, json.dumps(self.done, indent=2))
         print(f"[{self.root.name}] {name}: {self.done[name]:.0f} s")
         return result
 
@@ -216,8 +233,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     rounds = 1 if cfg.mode == "offline" else cfg.rounds
     for round_ in range(rounds):
         stages.run(f"collect_round{round_}", collect, cfg, root, round_)
-        stages.run(f"reward_round{round_}", train_reward, cfg, root, round_)
-        stages.run(f"policy_round{round_}", train_policy, cfg, root, round_)
+        stages.run(f"reward_round{round_}", train_reward, cfg, root, round_, outputs=[root / f"reward_round{round_}"])
+        stages.run(f"policy_round{round_}", train_policy, cfg, root, round_, outputs=[root / f"policy_round{round_}"])
     return root / f"policy_round{rounds - 1}"
 
 

@@ -35,6 +35,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from datasets import Dataset
 from transformers import SchedulerType
 from trl import ModelConfig
 
+from .checkpoints import INCOMPLETE_DIR, publish_folder
 from .collection import collect_round
 from .config_files import with_current_names
 from .errors import UserInputError
@@ -213,7 +215,9 @@ def _smoke_model(root: Path) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = root / "smoke-model"
-    if not (folder / "config.json").is_file():
+    if not folder.is_dir():  # staged, then renamed into place: a kill while saving leaves no half folder here
+        staged = root / INCOMPLETE_DIR / folder.name
+        shutil.rmtree(staged, ignore_errors=True)
         tokenizer = load_tokenizer("embedded")
         torch.manual_seed(0)
         config = LlamaConfig(
@@ -221,8 +225,10 @@ def _smoke_model(root: Path) -> str:
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
         )
-        LlamaForCausalLM(config).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        LlamaForCausalLM(config).save_pretrained(staged)
+        tokenizer.save_pretrained(staged)
+        publish_folder(staged, folder)
+        staged.parent.rmdir()
     return str(folder)
 
 
@@ -537,10 +543,10 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     saved.write_text(json.dumps(settings, indent=2))
     model = _smoke_model(root) if cfg.smoke else cfg.model_name_or_path
     stages = Stages(root)
-    stages.run("queries", make_queries, cfg, model, root)
-    stages.run("labels", collect_labels, cfg, model, root)
-    stages.run("reward", train_reward, cfg, model, root)
-    stages.run("policy", train_policy, cfg, model, root)
+    stages.run("queries", make_queries, cfg, model, root, outputs=[root / "queries.json"])
+    stages.run("labels", collect_labels, cfg, model, root)  # the label store resumes by itself
+    stages.run("reward", train_reward, cfg, model, root, outputs=[root / "reward_model"])
+    stages.run("policy", train_policy, cfg, model, root, outputs=[root / "policy", root / "ppo_log.json"])
     start = time.perf_counter()
     results = evaluate(cfg, model, root)
     plot(root)

@@ -14,9 +14,11 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
+from .checkpoints import AtomicCheckpoints
 from .errors import UserInputError, check_input_file
 from .model_cards import sft_card
 from .models import load_policy, load_tokenizer
+from .non_finite import NonFiniteGuard
 from .precision import cuda_bf16_available, warn_if_slow_bf16
 from .reporting import log_under_output_dir
 from .tasks import TaskSpec, format_query, get_task, load_task_texts
@@ -67,6 +69,11 @@ class ZieglerSFTConfig(SFTConfig):
         super().__post_init__()
 
 
+class ZieglerSFTTrainer(AtomicCheckpoints, NonFiniteGuard, SFTTrainer):
+    """TRL's SFTTrainer whose checkpoints appear only when complete and which stops with `NonFiniteError` on a
+    NaN/inf gradient or weight."""
+
+
 # Option names of earlier releases → today's (accepted with a warning, argv and YAML).
 RENAMED = {"data": "dataset_name"}
 
@@ -84,7 +91,7 @@ class SFTScriptArguments:
     limit: int | None = field(default=None, metadata={"help": "Use at most this many demonstrations."})
 
 
-def train_sft(script_args: SFTScriptArguments, args: SFTConfig) -> SFTTrainer:
+def train_sft(script_args: SFTScriptArguments, args: SFTConfig) -> ZieglerSFTTrainer:
     """Fine-tune on demonstrations and save a causal-LM folder usable as ρ (`model_name_or_path` of PPO/RM)."""
     if not script_args.dataset_name:
         raise UserInputError("--dataset_name is required: a JSONL file of demonstrations or a Hub dataset id")
@@ -94,7 +101,7 @@ def train_sft(script_args: SFTScriptArguments, args: SFTConfig) -> SFTTrainer:
     tokenizer = load_tokenizer(script_args.model_name_or_path, padding_side="right")
     dataset = demonstrations(script_args.task, script_args.dataset_name, tokenizer, script_args.limit,
                              script_args.dataset_train_split)
-    trainer = SFTTrainer(
+    trainer = ZieglerSFTTrainer(
         model=load_policy(script_args.model_name_or_path, tokenizer),
         args=args,
         train_dataset=dataset,

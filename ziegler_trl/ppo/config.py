@@ -96,6 +96,18 @@ class ZieglerPPOConfig(_BaseConfig):
     kl_warn_factor: float = field(
         default=3.0, metadata={"help": "Warn when the measured KL exceeds this multiple of kl_target (adaptive control)."}
     )
+    # Safety checks
+    reward_check: bool = field(
+        default=True,
+        metadata={"help": "Before training, score held-out comparisons (eval_labels, or the held_out_labels.jsonl the "
+                  "reward stage saves in a reward model folder) and test how often the reward picks the labeled best "
+                  "against chance (1/K) by a one-sided exact binomial test at reward_check_alpha: a reward "
+                  "significantly worse than chance (a flipped sign, a wrong input format) is refused, one not "
+                  "significantly better is warned about. False: no check, said in the log."},
+    )
+    reward_check_alpha: float = field(
+        default=0.01, metadata={"help": "Significance level of the reward check's binomial tests (0 < α < 1)."}
+    )
     # Run length and optimisation
     total_episodes: int | None = field(
         default=None,
@@ -161,6 +173,8 @@ class ZieglerPPOConfig(_BaseConfig):
             raise ValueError(f"sampling_dtype must be one of {SAMPLING_DTYPES}, got {self.sampling_dtype!r}")
         if self.reward_shaping not in REWARD_SHAPINGS:
             raise ValueError(f"reward_shaping must be one of {REWARD_SHAPINGS}, got {self.reward_shaping!r}")
+        if not 0 < self.reward_check_alpha < 1:
+            raise ValueError(f"reward_check_alpha must be in (0, 1), got {self.reward_check_alpha}")
         for name in ("num_ppo_epochs", "num_mini_batches", "rollout_forward_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -31,13 +31,14 @@ from transformers import (
     set_seed,
 )
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import is_rich_available
 from trl.models import prepare_deepspeed, prepare_fsdp, unwrap_model_for_generation
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
+from ..checkpoints import AtomicCheckpoints
+from ..errors import UserInputError
 from ..models import (
     blocks_from,
     disable_dropout,
@@ -49,7 +50,11 @@ from ..models import (
     score_head,
     shares_bottom_blocks,
 )
-from ..reward.scoring import reward_sequence, score_prefixes, score_sequences, score_texts
+from ..non_finite import NonFiniteError, NonFiniteGuard
+from ..reward.held_out import load_held_out_labels
+from ..reward.labels import validate_label_rows
+from ..reward.scoring import reward_sequence, score_prefixes, score_sequences
+from ..reward.trainer import tokenize_comparison
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
 from ..tasks import TaskSpec, format_query, get_task, truncate_responses
 from .config import ZieglerPPOConfig
@@ -74,18 +79,17 @@ from .kl_control import (
 from .lr_schedule import hold_within_updates
 from .policy_value import PolicyAndValue
 from .rollout_sampler import RolloutSampler
+from .sign_checks import KLProbe, LabelAgreement
 from .tf_adam import tf_adam_for
 
 logger = logging.getLogger(__name__)
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
-
-class NonFiniteError(FloatingPointError):
-    """Training produced NaN/inf; the run stops before any optimizer step or checkpoint uses the bad values."""
+__all__ = ["NonFiniteError", "ZieglerPPOTrainer"]
 
 
-class ZieglerPPOTrainer(_BaseTrainer):
+class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
     """PPO with a per-token KL penalty toward the initial policy, as in Ziegler et al. (2019).
 
     Args:
@@ -99,8 +103,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
             `reward.scoring`). Exactly one of `reward_model` and `reward_fn`.
         reward_fn: `reward_fn(prompts, completions) -> list[float]` on the query content and truncated response text.
         value_model: optional separate value trunk (path or causal LM); default: a head on the policy's trunk.
-        eval_labels: optional held-out comparisons (`prompt`, `completions`, `best`); before training the reward must
-            pick the labeled best above chance.
+        eval_labels: held-out comparisons (`prompt`, `completions`, `best`) to check the reward against before training
+            (`reward_check`). Default: the `held_out_labels.jsonl` that the reward stage saves in a reward model folder.
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "ppo", "ziegler-trl"]
@@ -230,9 +234,7 @@ class ZieglerPPOTrainer(_BaseTrainer):
         self._reward_cache_checked = False
         self._frozen_hidden: torch.Tensor | None = None  # of the current rollout: [local batch, L, d]
 
-        self._check_kl_penalty_sign()
-        if eval_labels is not None:
-            self._check_reward_on_labels(eval_labels)
+        self._check_reward(eval_labels, reward_model)
 
     # ----- data -----
 
@@ -426,7 +428,11 @@ class ZieglerPPOTrainer(_BaseTrainer):
             scores = raw_scores
 
         kl_coef = self.kl_controller.value
-        rewards, kl_penalty = per_token_rewards(scores, logprobs, ref_logprobs, kl_coef, potentials)
+        probe = KLProbe.around(scores, logprobs, ref_logprobs, potentials)  # checks the sign of this very call
+        rewards, kl_penalty = per_token_rewards(
+            probe.scores, probe.logprobs, probe.ref_logprobs, kl_coef, probe.potentials
+        )
+        rewards, kl_penalty = probe.check(rewards, kl_penalty, kl_coef)
         sequence_kl = (logprobs - ref_logprobs).sum(dim=1)
         local = torch.stack([
             sequence_kl.mean(), (-logprobs.sum(dim=1)).mean(), scores.mean(), (scores + kl_penalty.sum(dim=1)).mean(),
@@ -626,14 +632,6 @@ class ZieglerPPOTrainer(_BaseTrainer):
             self._metrics[key].append(value)
         return loss
 
-    def _stop_on_non_finite(self, where: str, **values: float) -> None:
-        last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-        details = ", ".join(f"{k}={v}" for k, v in values.items())
-        raise NonFiniteError(
-            f"Non-finite values in the {where} at global step {self.state.global_step} ({details}); training stopped "
-            f"before any optimizer step used them. Last good checkpoint: {last or 'none saved yet'}"
-        )
-
     # ----- optimizer, logging, checkpoints -----
 
     def create_optimizer(self, model=None):
@@ -697,11 +695,8 @@ class ZieglerPPOTrainer(_BaseTrainer):
             self.processing_class.save_pretrained(output_dir)
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            save_controller(self.kl_controller, folder)
+    def _save_extra_checkpoint_state(self, folder: str) -> None:
+        save_controller(self.kl_controller, folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         wrapper = self.accelerator.unwrap_model(model if model is not None else self.model)
@@ -724,42 +719,60 @@ class ZieglerPPOTrainer(_BaseTrainer):
                 f"Checkpoint does not match the policy: missing {sorted(missing)}, unexpected {load_result.unexpected_keys}"
             )
 
-    # ----- safety checks (the paper: a sign flip in the reward ran unnoticed overnight) -----
+    # ----- the reward's sign (the paper: a sign flip in the reward ran unnoticed overnight) -----
 
-    def _check_kl_penalty_sign(self) -> None:
-        """With equal scores, a sample whose log-probs drift further from ρ must earn a lower total reward."""
-        kl_coef = self.kl_controller.value
-        if kl_coef == 0:
+    def _check_reward(self, eval_labels: Dataset | None, reward_model) -> None:
+        """Before training: the reward against held-out labels, `eval_labels` or those saved with the reward model."""
+        if not self.args.reward_check:
+            logger.warning("reward_check=False: the reward is not checked against held-out labels before training")
             return
-        logprobs = torch.zeros(2, 3)
-        ref_logprobs = torch.tensor([[0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]])  # row 1: KL = 3 nats
-        total = per_token_rewards(torch.zeros(2), logprobs, ref_logprobs, kl_coef)[0].sum(dim=1)
-        if not total[1] < total[0]:
-            raise RuntimeError(
-                f"Reward sign check failed: a sample with KL 3 scored {total[1]:.3f}, not below {total[0]:.3f} for KL 0"
-            )
+        source = "eval_labels"
+        if eval_labels is None and reward_model is not None:
+            folder = reward_model if isinstance(reward_model, str) else getattr(reward_model, "name_or_path", None)
+            saved = load_held_out_labels(folder) if folder and os.path.isdir(folder) else None
+            if saved is not None:
+                eval_labels, path = saved
+                source = str(path)
+        if eval_labels is None:
+            logger.info("Reward check skipped: no held-out labels (give eval_labels, or a reward model folder saved by "
+                        "the reward stage)")
+        else:
+            self._check_reward_on_labels(eval_labels, source)
 
-    def _check_reward_on_labels(self, labels: Dataset) -> None:
-        """The reward must prefer the labeled best completion more often than chance (1/K)."""
-        for column in ("prompt", "completions", "best"):
-            if column not in labels.column_names:
-                raise ValueError(f"eval_labels lacks column {column!r} (has {labels.column_names})")
-        hits, chance = 0, 0.0
-        for row_no, row in enumerate(labels):
-            k = len(row["completions"])
-            if not 0 <= row["best"] < k:
-                raise ValueError(f"eval_labels row {row_no}: best={row['best']} outside 0..{k - 1}")
-            prompts = [row["prompt"]] * k
-            if self.reward_model is not None:
-                scores = score_texts(self.reward_model, self.processing_class, prompts, row["completions"])
-            else:
-                scores = torch.tensor([float(s) for s in self.reward_fn(prompts, row["completions"])])
-            hits += int(scores.argmax().item() == row["best"])
-            chance += 1.0 / k
-        accuracy, chance = hits / len(labels), chance / len(labels)
-        if accuracy <= chance:
-            raise ValueError(
-                f"Reward check failed: the reward picks the labeled best in {accuracy:.1%} of {len(labels)} held-out "
-                f"comparisons, not above chance ({chance:.1%}); is its sign or its input format wrong?"
+    @torch.no_grad()
+    def _check_reward_on_labels(self, labels: Dataset, source: str) -> None:
+        """How often the reward's argmax is the labeled best, against chance (1/K), by a one-sided exact binomial
+        test at `reward_check_alpha`: a reward significantly worse than chance is refused, one not significantly
+        better is warned about."""
+        rows = validate_label_rows(labels, source)
+        k = len(rows[0]["completions"])
+        logger.info(f"Reward check: scoring {len(rows)} held-out comparisons of {k} completions ({source})")
+        if self.reward_model is not None:
+            pad = self.processing_class.pad_token_id
+            sequences = []
+            for row in rows:
+                ids = tokenize_comparison(row, self.processing_class)
+                sequences += [ids["prompt_ids"] + completion for completion in ids["completion_ids"]]
+            scores = score_sequences(self.reward_model, sequences, pad, self.args.rollout_forward_batch_size)
+        else:
+            prompts = [row["prompt"] for row in rows for _ in range(k)]
+            completions = [completion for row in rows for completion in row["completions"]]
+            scores = torch.tensor([float(s) for s in self.reward_fn(prompts, completions)])
+            if len(scores) != len(prompts):
+                raise ValueError(f"reward_fn returned {len(scores)} scores for {len(prompts)} completions")
+        picks = scores.view(len(rows), k).argmax(dim=1).tolist()
+        agreement = LabelAgreement(sum(p == row["best"] for p, row in zip(picks, rows)), len(rows), k)
+        p_worse, p_better = agreement.tail_probabilities()
+        alpha = self.args.reward_check_alpha
+        summary = (f"the reward picks the labeled best in {agreement.accuracy:.1%} of {agreement.n} held-out "
+                   f"comparisons ({source}); chance {agreement.chance:.1%}")
+        if p_worse <= alpha:
+            raise UserInputError(
+                f"Reward check failed: {summary}, significantly worse (one-sided exact binomial p = {p_worse:.3g} <= "
+                f"reward_check_alpha {alpha}). Is its sign or its input format wrong? (reward_check=False skips this)"
             )
-        logger.info(f"Reward check: {accuracy:.1%} agreement with held-out labels (chance {chance:.1%})")
+        if p_better > alpha:
+            logger.warning(f"Reward check: {summary}, not significantly better (one-sided exact binomial p = "
+                           f"{p_better:.3g} > {alpha}); the reward may have learned little from its labels")
+        else:
+            logger.info(f"Reward check passed: {summary} (p = {p_better:.3g})")

@@ -35,6 +35,7 @@ from ..models import (
 from ..reporting import log_under_output_dir
 from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import TaskSpec, get_task, query_from_content
+from .held_out import save_held_out_labels
 from .labels import load_label_dataset
 from .normalization import normalize_reward_model
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
@@ -92,7 +93,8 @@ def train_reward_model(
     rho_samples: tuple[list[str], list[str]] | None = None,
     model_args: ModelConfig | None = None,
 ) -> dict:
-    """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder).
+    """Run the stage; returns its metrics (also written to `reward_metrics.json` in the output folder). The held-out
+    labels are saved in the output folder too (`held_out_labels.jsonl`), where ZieglerPPOTrainer finds them.
 
     `labels` overrides `script_args.dataset_name`; `rho_samples` = (prompts, completions) already sampled from ρ, raw
     as `sample_rho_for_normalization` draws them, replaces fresh sampling for normalisation. `model_args` with
@@ -168,6 +170,7 @@ def train_reward_model(
         )
         Path(training_args.output_dir, "reward_metrics.json").write_text(json.dumps(metrics, indent=2))
         Path(training_args.output_dir, "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+        save_held_out_labels(held_out, training_args.output_dir)  # PPO checks the reward against them
         print(json.dumps(metrics, indent=2))
     return metrics
 

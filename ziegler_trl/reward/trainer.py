@@ -25,6 +25,7 @@ from trl import RewardConfig, RewardTrainer
 from trl.data_utils import is_conversational
 
 from ..adapters import check_merge_supported, is_peft_model, merged_copy
+from ..checkpoints import AtomicCheckpoints
 from ..models import (
     blocks_from,
     ensure_pad_token,
@@ -33,6 +34,7 @@ from ..models import (
     load_tokenizer,
     transformer_layers,
 )
+from ..non_finite import NonFiniteGuard
 from ..ppo.tf_adam import tf_adam_for
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 from ..sampling import pad_left
@@ -336,7 +338,7 @@ class FrozenTrunkCache:
         return rewards
 
 
-def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+def tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """Prompt and completion token ids as the reward model reads prompt ‖ completion (no EOS appended, as the
     paper's code). A conversational completion is the chat-templated conversation minus the templated prompt."""
     if is_conversational(example):
@@ -359,10 +361,11 @@ def _tokenize_comparison(example: dict[str, Any], tokenizer: PreTrainedTokenizer
     return {"prompt_ids": prompt, "completion_ids": completions}
 
 
-class BestOfKRewardTrainer(RewardTrainer):
+class BestOfKRewardTrainer(AtomicCheckpoints, NonFiniteGuard, RewardTrainer):
     """Reward model trainer for best-of-K labels. `model` may be a path, a Hub id, `"embedded"` or an instance of
     `AutoModelForSequenceClassification` with `num_labels=1`; a path gets the paper's head init
-    N(0, 1/sqrt(d+1)) and dropout off."""
+    N(0, 1/sqrt(d+1)) and dropout off. Checkpoints appear only when complete (`AtomicCheckpoints`); a NaN/inf
+    gradient or weight stops training with `NonFiniteError` (`NonFiniteGuard`)."""
 
     _tag_names = ["trl", "reward-trainer", "ziegler-trl", "best-of-k"]
 
@@ -424,7 +427,7 @@ class BestOfKRewardTrainer(RewardTrainer):
         if args.loss_type == "ranking" and "ranking" not in dataset.column_names:
             raise ValueError(f"loss_type='ranking' needs a 'ranking' column; the {dataset_name} dataset has none")
         dataset = dataset.map(
-            _tokenize_comparison,
+            tokenize_comparison,
             fn_kwargs={"tokenizer": processing_class},
             remove_columns=[c for c in ("prompt", "completions") if c in dataset.column_names],
             num_proc=args.dataset_num_proc,
