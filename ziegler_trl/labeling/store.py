@@ -16,7 +16,7 @@ Tables:
   the time shown and answered. A labeler has at most one live answer per comparison: re-sending the same answer
   is a no-op, a different one is a `LabelConflictError`.
 - `retractions`: answers their labeler took back (the web app's undo). A retracted answer stays in the file but
-  every reader (`answers`, `to_dataset`, `progress`, `counts`, `agreement`, export) ignores it, and the
+  every reader (`answers`, `to_dataset`, `progress`, `counts`, `judgements`, export) ignores it, and the
   comparison is back in that labeler's queue; the next answer is stored as the next `attempt` of the same
   (comparison, labeler), which is the unique key.
 - `training_uses`: each time answers were exported for training (`training_dataset`), with the round/task
@@ -46,7 +46,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,17 +183,6 @@ class Answer:
             other.skipped,
             other.shown_order,
         )
-
-
-@dataclass(frozen=True)
-class LabelAgreement:
-    """Labeler–labeler agreement on comparisons answered by several people, against picking at random."""
-
-    pairs: int  # (comparison, labeler a, labeler b) triples compared
-    comparisons: int  # comparisons with at least two non-skipped answers
-    rate: float  # fraction of pairs choosing the same best (nan without pairs)
-    chance: float  # mean 1/K over the same pairs (nan without pairs)
-    by_pair: dict[tuple[str, str], tuple[int, int]]  # (a, b) -> (agreeing, compared)
 
 
 SQLITE_INTEGER_MAX = 2**63 - 1  # SQLite stores 64-bit signed integers; a larger Python int cannot be bound
@@ -830,44 +818,9 @@ class LabelStore:
         return {"comparisons": comparisons, "answered_comparisons": answered, "answers": answers - skipped,
                 "skipped": skipped, "labelers": labelers}
 
-    def agreement(self, labelers: Sequence[str] | None = None) -> LabelAgreement:
-        """How often two labelers of the same comparison chose the same best, and the 1/K chance level.
-
-        `labelers` restricts the comparison to these labeler ids (e.g. the people, leaving out simulated ones).
-        """
-        by_comparison: dict[int, dict[str, int]] = {}
-        k_of = {row[0]: row[1] for row in self._read("SELECT id, k FROM comparisons")}
-        keep = None if labelers is None else set(labelers)
-        for answer in self.answers():
-            if not answer.skipped and (keep is None or answer.labeler in keep):
-                by_comparison.setdefault(answer.comparison_id, {})[answer.labeler] = answer.best
-        by_pair: dict[tuple[str, str], list[int]] = {}
-        agree = pairs = 0
-        chance = 0.0
-        shared = 0
-        for cid, choices in by_comparison.items():
-            if len(choices) < 2:
-                continue
-            shared += 1
-            for a, b in combinations(sorted(choices), 2):
-                same = int(choices[a] == choices[b])
-                counts = by_pair.setdefault((a, b), [0, 0])
-                counts[0] += same
-                counts[1] += 1
-                agree += same
-                pairs += 1
-                chance += 1.0 / k_of[cid]
-        return LabelAgreement(
-            pairs=pairs,
-            comparisons=shared,
-            rate=agree / pairs if pairs else math.nan,
-            chance=chance / pairs if pairs else math.nan,
-            by_pair={pair: (c[0], c[1]) for pair, c in by_pair.items()},
-        )
-
     def judgements(self, labelers: Sequence[str] | None = None) -> list[dict]:
-        """One row per non-skipped answer, {"item_id", "labeler", "best", "k"}: the input of
-        `ziegler_trl.evaluation` agreement statistics (item_id is the comparison's uid)."""
+        """One row per non-skipped live answer, {"item_id", "labeler", "best", "k"} (item_id is the comparison's
+        uid), optionally of these labelers only: what `agreement_summary` and `agreement_table` read."""
         comparisons = {c.id: c for c in self.comparisons()}
         keep = None if labelers is None else set(labelers)
         return [
