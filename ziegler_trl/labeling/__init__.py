@@ -12,7 +12,8 @@ _EXPORTS = {
         ".labelers",
     ),
     **dict.fromkeys(["Agreement", "LabelAgreement", "agreement_summary", "labeler_agreement"], ".agreement"),
-    **dict.fromkeys(["Answer", "Comparison", "LabelConflictError", "LabelStore", "UndoRefusedError"], ".store"),
+    **dict.fromkeys(["Answer", "Comparison", "FieldError", "LabelConflictError"], ".records"),
+    **dict.fromkeys(["LabelStore", "UndoRefusedError"], ".store"),
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

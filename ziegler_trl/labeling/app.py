@@ -44,7 +44,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .agreement import agreement_summary
 from .pages import CONTENT_SECURITY_POLICY, DEFAULT_INSTRUCTIONS, INSTRUCTIONS, render
-from .store import LabelConflictError, LabelStore, UndoRefusedError
+from .records import LabelConflictError
+from .store import LabelStore, UndoRefusedError
 
 MAX_BODY_BYTES = 64 * 1024  # an answer form is ~100 bytes; this leaves room and caps what a client can send
 MAX_FORM_FIELDS = 20

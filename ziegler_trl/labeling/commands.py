@@ -13,7 +13,8 @@ from pathlib import Path
 from ..errors import UserInputError, check_input_file
 from ..jsonl import jsonl_line
 from .agreement import agreement_summary
-from .store import AGGREGATES, LabelStore
+from .import_export import AGGREGATES
+from .store import LabelStore
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
