@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ziegler_trl.errors import LabelFileError
-from ziegler_trl.labeling import Answer, LabelConflictError, LabelStore
+from ziegler_trl.labeling import Answer, LabelConflictError, LabelStore, agreement_summary
 from ziegler_trl.labeling import store as store_module
 
 
@@ -152,12 +152,14 @@ def test_agreement_against_chance(store):
         Answer(c, "ann", 2), Answer(c, "bob", skipped=True),           # one answer only: ignored
         Answer(c, "sim", 2),
     ])
-    agreement = store.agreement(["ann", "bob", "cy"])
+    agreement = agreement_summary(store.judgements(["ann", "bob", "cy"]))
     assert (agreement.pairs, agreement.comparisons) == (4, 2)
-    assert agreement.rate == pytest.approx(2 / 4) and agreement.chance == pytest.approx(0.25)
+    # Each comparison weighs the same: a agrees on 1 of its 3 pairs, b on its 1 pair (not 2 of the 4 pairs).
+    assert agreement.rate == pytest.approx((1 / 3 + 1) / 2) and agreement.chance == pytest.approx(0.25)
+    assert agreement.stderr == pytest.approx(1 / 3)  # sd of (1/3, 1) over sqrt(2 comparisons)
     assert agreement.by_pair == {("ann", "bob"): (2, 2), ("ann", "cy"): (0, 1), ("bob", "cy"): (0, 1)}
-    assert store.agreement().pairs == 5  # the simulated labeler counts when not filtered out
-    assert math.isnan(LabelStore(store.path.with_name("empty.db")).agreement().rate)
+    assert agreement_summary(store.judgements()).pairs == 5  # the simulated labeler counts when not filtered out
+    assert math.isnan(agreement_summary(LabelStore(store.path.with_name("empty.db")).judgements()).rate)
     rows = store.judgements(["ann", "cy"])
     uid = {c.id: c.uid for c in store.comparisons()}
     assert rows == [{"item_id": uid[a], "labeler": "ann", "best": 1, "k": 4}, {"item_id": uid[a], "labeler": "cy",

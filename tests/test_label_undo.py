@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ziegler_trl.labeling import Answer, LabelConflictError, LabelStore, SentimentLabeler
+from ziegler_trl.labeling import Answer, LabelConflictError, LabelStore, SentimentLabeler, agreement_summary
 from ziegler_trl.labeling.store import UndoRefusedError
 
 V1_STORE = Path(__file__).parent / "data" / "label_store_v1.sqlite"  # written by the schema-1 LabelStore
@@ -53,7 +53,7 @@ def test_undo_takes_back_the_latest_answer_everywhere_and_requeues_it(store):
     assert store._read("SELECT attempt FROM answers WHERE id IN (?, ?) ORDER BY id", (last, again)) == [(0,), (1,)]
     with pytest.raises(LabelConflictError, match="only an undo of the labeler's latest answer"):
         store.add_answer(b, "ann", 2)
-    assert store.agreement(["ann", "bob"]).pairs == 1
+    assert agreement_summary(store.judgements(["ann", "bob"])).pairs == 1
 
 
 def test_undo_is_one_step_and_only_ones_own(store):

@@ -11,8 +11,9 @@ _EXPORTS = {
          "sentiment_reward", "sentiment_score"],
         ".labelers",
     ),
-    **dict.fromkeys(["Answer", "Comparison", "LabelAgreement", "LabelConflictError", "LabelStore", "UndoRefusedError"],
-                   ".store"),
+    **dict.fromkeys(["Agreement", "LabelAgreement", "agreement_summary", "labeler_agreement"], ".agreement"),
+    **dict.fromkeys(["Answer", "Comparison", "FieldError", "LabelConflictError"], ".records"),
+    **dict.fromkeys(["LabelStore", "UndoRefusedError"], ".store"),
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

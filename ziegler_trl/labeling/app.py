@@ -11,7 +11,8 @@ Routes (the token in the path is the access key):
   is 403; a different second answer is 409.
 - `POST /label/{token}/undo`: take back one's latest answer (form: answer_id); the comparison comes back to the
   queue. Refused (409) once its round has been used for training or when it is not the latest answer.
-- `GET /admin/{token}`: progress per labeler, labeler–labeler agreement vs chance 1/K, labeler links.
+- `GET /admin/{token}`: progress per labeler, labeler–labeler agreement (`agreement_summary`) vs chance 1/K,
+  labeler links.
 - `POST /admin/{token}/revoke`: revoke a labeler's link (form: labeler); `label add-labeler` issues a new one.
 - `GET /admin/{token}/export.jsonl`: every comparison with its answers (`LabelStore.export_jsonl`).
 An unknown or revoked token is 403 with a message saying so.
@@ -41,8 +42,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .agreement import agreement_summary
 from .pages import CONTENT_SECURITY_POLICY, DEFAULT_INSTRUCTIONS, INSTRUCTIONS, render
-from .store import LabelConflictError, LabelStore, UndoRefusedError
+from .records import LabelConflictError
+from .store import LabelStore, UndoRefusedError
 
 MAX_BODY_BYTES = 64 * 1024  # an answer form is ~100 bytes; this leaves room and caps what a client can send
 MAX_FORM_FIELDS = 20
@@ -303,7 +306,7 @@ def create_app(
                 "admin",
                 counts=await run_in_threadpool(store.counts),
                 progress=await run_in_threadpool(store.progress),
-                agreement=await run_in_threadpool(store.agreement, list(token_links)),  # people only
+                agreement=agreement_summary(await run_in_threadpool(store.judgements, list(token_links))),  # people
                 links=token_links,
                 revoke_url=f"{request.url.path}/revoke",
                 export_url=f"{request.url.path}/export.jsonl",

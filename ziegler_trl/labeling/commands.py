@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..errors import UserInputError, check_input_file
 from ..jsonl import jsonl_line
-from .store import AGGREGATES, LabelStore
+from .agreement import agreement_summary
+from .import_export import AGGREGATES
+from .store import LabelStore
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
@@ -84,10 +86,11 @@ def status(store_path: str | Path, base_url: str = DEFAULT_BASE_URL) -> str:
     ]
     for name, row in store.progress().items():
         lines.append(f"{name:<20} {row['assigned']:>8} {row['answered']:>8} {row['skipped']:>8} {row['pending']:>8}")
-    agreement = store.agreement(store.labelers())  # people only, not simulated labelers
+    agreement = agreement_summary(store.judgements(store.labelers()))  # people only, not simulated labelers
     if agreement.pairs:
-        lines.append(f"labeler agreement {100 * agreement.rate:.1f}% over {agreement.pairs} pairs "
-                     f"(chance {100 * agreement.chance:.1f}%)")
+        stderr = f" ± {100 * agreement.stderr:.1f}%" if agreement.comparisons > 1 else ""
+        lines.append(f"labeler agreement {100 * agreement.rate:.1f}%{stderr} over {agreement.pairs} pairs, each of "
+                     f"the {agreement.comparisons} comparisons weighted equally (chance {100 * agreement.chance:.1f}%)")
     else:
         lines.append("agreement: no comparison answered by two labelers yet")
     lines.append(f"admin page: {base_url.rstrip('/')}/admin/{store.admin_token}")

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
-from .store import Answer, Comparison, LabelStore
+from .records import Answer, Comparison
+from .store import LabelStore
 
 ScoreFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 

@@ -154,9 +154,11 @@ _ADMIN = """{% extends "base" %}{% block title %}Labeling admin{% endblock %}{% 
 </table>
 <h2>Agreement</h2>
 {% if agreement.pairs %}
-<p id="agreement">Labelers agree on {{ "%.1f"|format(100 * agreement.rate) }}% of {{ agreement.pairs }} pairs;
-chance is {{ "%.1f"|format(100 * agreement.chance) }}% (1/K).
-({{ agreement.comparisons }} comparisons answered by several people.)</p>
+<p id="agreement">Labelers agree on {{ "%.1f"|format(100 * agreement.rate) }}% of {{ agreement.pairs }} pairs,
+each of the {{ agreement.comparisons }} comparisons answered by several people weighted equally
+{%- if agreement.comparisons > 1 %} (± {{ "%.1f"|format(100 * agreement.stderr) }}% standard error over
+comparisons){% endif %};
+chance is {{ "%.1f"|format(100 * agreement.chance) }}% (1/K).</p>
 <table><tr><th>pair</th><th>agree</th><th>compared</th></tr>
 {% for pair, c in agreement.by_pair.items() %}<tr><td>{{ pair[0] }} – {{ pair[1] }}</td><td>{{ c[0] }}</td>
 <td>{{ c[1] }}</td></tr>{% endfor %}</table>

@@ -16,272 +16,37 @@ Tables:
   the time shown and answered. A labeler has at most one live answer per comparison: re-sending the same answer
   is a no-op, a different one is a `LabelConflictError`.
 - `retractions`: answers their labeler took back (the web app's undo). A retracted answer stays in the file but
-  every reader (`answers`, `to_dataset`, `progress`, `counts`, `agreement`, export) ignores it, and the
+  every reader (`answers`, `to_dataset`, `progress`, `counts`, `judgements`, export) ignores it, and the
   comparison is back in that labeler's queue; the next answer is stored as the next `attempt` of the same
   (comparison, labeler), which is the unique key.
 - `training_uses`: each time answers were exported for training (`training_dataset`), with the round/task
   exported and the newest answer id at that moment. An answer a training use covers can no longer be retracted.
 
-Several labelers may answer one comparison (the paper labeled 5% of queries 5 times to measure agreement).
-`to_dataset(aggregate=...)` says what becomes of that: "majority" (default) gives one row per answered
-comparison with the most chosen best (ties go to the earliest answer), "first" the earliest answer, "all" one row
-per answer.
-
-Schema version 2 added attempts, retractions, training uses and revocations; a version-1 file is migrated in
-place, in one transaction, when it is opened (every row and id kept).
+Labels go in and out through `import_export.py` (datasets, JSONL), who answers what is `assignment.py`, what a
+comparison and an answer may hold is `records.py`, the tables themselves `schema.py`; `LabelStore` brings them
+together as one object.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import math
-import random
 import secrets
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import LabelFileError, shorten
-from ..jsonl import has_lone_surrogate, jsonl_line, read_jsonl
-
-if TYPE_CHECKING:
-    from datasets import Dataset
-
-SCHEMA_VERSION = "2"
-_ANSWERS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
-    id INTEGER PRIMARY KEY,
-    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
-    labeler TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
-    best INTEGER,
-    ranking TEXT,
-    shown_order TEXT,
-    skipped INTEGER NOT NULL CHECK (skipped IN (0, 1)),
-    shown_at REAL,
-    answered_at REAL NOT NULL,
-    UNIQUE (comparison_id, labeler, attempt),
-    CHECK ((skipped = 1 AND best IS NULL AND ranking IS NULL) OR (skipped = 0 AND best IS NOT NULL))
-);
-"""
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS comparisons (
-    id INTEGER PRIMARY KEY,
-    uid TEXT NOT NULL UNIQUE,
-    prompt TEXT NOT NULL,
-    completions TEXT NOT NULL,
-    k INTEGER NOT NULL CHECK (k >= 2),
-    task TEXT,
-    round INTEGER,
-    policy TEXT,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS labelers (
-    name TEXT PRIMARY KEY,
-    token TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reissued_links (
-    token TEXT PRIMARY KEY,
-    labeler TEXT NOT NULL REFERENCES labelers(name),
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    token TEXT PRIMARY KEY,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS assignments (
-    id INTEGER PRIMARY KEY,
-    comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
-    labeler TEXT NOT NULL REFERENCES labelers(name),
-    created REAL NOT NULL,
-    UNIQUE (comparison_id, labeler)
-);
-""" + _ANSWERS_TABLE.format(name="answers") + """CREATE TABLE IF NOT EXISTS retractions (
-    answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS training_uses (
-    id INTEGER PRIMARY KEY,
-    purpose TEXT NOT NULL,
-    round INTEGER,
-    task TEXT,
-    last_answer_id INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS comparisons_round ON comparisons(round);
-CREATE INDEX IF NOT EXISTS assignments_labeler ON assignments(labeler);
-CREATE INDEX IF NOT EXISTS answers_labeler ON answers(labeler);
-CREATE VIEW IF NOT EXISTS live_answers AS SELECT * FROM answers WHERE id NOT IN (SELECT answer_id FROM retractions);
-CREATE VIEW IF NOT EXISTS links AS
-    SELECT name AS labeler, token, created FROM labelers UNION ALL SELECT labeler, token, created FROM reissued_links;
-"""
-_APPEND_ONLY = "".join(
-    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-    f"BEGIN SELECT RAISE(ABORT, 'the label store is append-only: {op} on {table} refused'); END;\n"
-    for table in ("comparisons", "labelers", "reissued_links", "revocations", "assignments", "answers",
-                  "retractions", "training_uses")
-    for op in ("UPDATE", "DELETE")
-)
-_ANSWER_COPY_COLUMNS = "id, comparison_id, labeler, best, ranking, shown_order, skipped, shown_at, answered_at"
-AGGREGATES = ("majority", "first", "all")
-
-
-class LabelConflictError(ValueError):
-    """A labeler sent a second, different answer for a comparison they already answered."""
+from .assignment import AssignmentQueue
+from .import_export import ImportExport
+from .records import Answer, Comparison, FieldError, LabelConflictError, validate_answer, validate_comparison
+from .schema import create_or_migrate
 
 
 class UndoRefusedError(ValueError):
     """An answer cannot be retracted: it is not its labeler's latest, or it was already used for training."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One query with its K completions, as stored."""
-
-    id: int
-    uid: str
-    prompt: str
-    completions: list[str]
-    task: str | None = None
-    round: int | None = None
-    policy: str | None = None
-    created: float = 0.0
-
-    @property
-    def k(self) -> int:
-        return len(self.completions)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One labeler's judgement of one comparison; indices refer to the stored order of the completions."""
-
-    comparison_id: int
-    labeler: str
-    best: int | None = None
-    ranking: list[int] | None = None
-    shown_order: list[int] | None = None
-    skipped: bool = False
-    shown_at: float | None = None
-    answered_at: float = field(default=0.0, compare=False)
-    id: int | None = field(default=None, compare=False)
-    retracted: bool = field(default=False, compare=False)  # taken back by its labeler; only with include_retracted
-
-    def same_judgement(self, other: Answer) -> bool:
-        return (self.best, self.ranking, self.skipped, self.shown_order) == (
-            other.best,
-            other.ranking,
-            other.skipped,
-            other.shown_order,
-        )
-
-
-@dataclass(frozen=True)
-class LabelAgreement:
-    """Labeler–labeler agreement on comparisons answered by several people, against picking at random."""
-
-    pairs: int  # (comparison, labeler a, labeler b) triples compared
-    comparisons: int  # comparisons with at least two non-skipped answers
-    rate: float  # fraction of pairs choosing the same best (nan without pairs)
-    chance: float  # mean 1/K over the same pairs (nan without pairs)
-    by_pair: dict[tuple[str, str], tuple[int, int]]  # (a, b) -> (agreeing, compared)
-
-
-SQLITE_INTEGER_MAX = 2**63 - 1  # SQLite stores 64-bit signed integers; a larger Python int cannot be bound
-_NO_VALUE = object()
-
-
-class FieldError(ValueError):
-    """A value the store cannot hold; `field` says where it is (e.g. "completions[1]", "answers[0].best")."""
-
-    def __init__(self, field: str, message: str, value: object = _NO_VALUE):
-        self.field, self.message, self.value = field, message, value
-        super().__init__(f"field {field!r} {message}" + ("" if value is _NO_VALUE else f" (got {shorten(value)})"))
-
-    def within(self, prefix: str) -> FieldError:
-        """The same error with the field path under `prefix` (a record's "answers[2]", ...)."""
-        return FieldError(f"{prefix}.{self.field}", self.message, self.value)
-
-
-def _check_text(value: object, name: str, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise FieldError(name, "must be a string" + (" or null" if optional else ""), value)
-    if has_lone_surrogate(value):
-        raise FieldError(name, "holds a lone surrogate, which UTF-8 (and so SQLite) cannot store", value)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate_timestamp(value: object, name: str) -> float | None:
-    """Seconds since the epoch as a finite float (None stays None); anything else is a FieldError."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FieldError(name, "must be a number of seconds", value)
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int beyond float range
-        seconds = math.inf
-    if not math.isfinite(seconds):
-        raise FieldError(name, "must be a finite number of seconds", value)
-    return seconds
-
-
-def validate_answer(k: int, best: int | None, ranking: Sequence[int] | None, shown_order: Sequence[int] | None,
-                    skipped: bool, *, shown_at: object = None, answered_at: object = None) -> None:
-    """Raise a FieldError (a ValueError) naming the field when an answer cannot describe a K-way comparison."""
-    if not isinstance(skipped, bool):
-        raise FieldError("skipped", "must be true or false", skipped)
-    for name, perm in (("ranking", ranking), ("shown_order", shown_order)):
-        if perm is not None and (
-            not isinstance(perm, (list, tuple)) or not all(_is_int(i) for i in perm) or sorted(perm) != list(range(k))
-        ):
-            raise FieldError(name, f"must be a permutation of 0..{k - 1}", perm)
-    if skipped:
-        if best is not None or ranking is not None:
-            raise FieldError("skipped", "is true, so 'best' and 'ranking' must be null")
-    elif best is None:
-        raise FieldError("best", "is required unless the answer is skipped")
-    if best is not None and (not _is_int(best) or not 0 <= best < k):
-        raise FieldError("best", f"must be an integer in [0, {k})", best)
-    if ranking is not None and best is not None and ranking[0] != best:
-        raise FieldError("ranking", f"starts with {ranking[0]} but 'best' is {best}")
-    validate_timestamp(shown_at, "shown_at")
-    validate_timestamp(answered_at, "answered_at")
-
-
-def validate_comparison(prompt: object, completions: object, *, task: object = None, round: object = None,
-                        policy: object = None, uid: object = None, created: object = None) -> None:
-    """Raise a FieldError (a ValueError) naming the field when a comparison cannot be stored as given."""
-    _check_text(prompt, "prompt")
-    if not isinstance(completions, (list, tuple)) or len(completions) < 2:
-        raise FieldError("completions", "must be a list of at least 2 strings", completions)
-    for index, completion in enumerate(completions):
-        _check_text(completion, f"completions[{index}]")
-    for name, value in (("task", task), ("policy", policy), ("uid", uid)):
-        _check_text(value, name, optional=True)
-    if round is not None and (not _is_int(round) or not 0 <= round <= SQLITE_INTEGER_MAX):
-        raise FieldError("round", "must be an integer in [0, 2**63) or null", round)
-    validate_timestamp(created, "created")
-
-
-def _content_uid(prompt: str, completions: Sequence[str], task: str | None, round_: int | None) -> str:
-    payload = json.dumps([prompt, list(completions), task, round_], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
 def _loads(text: str | None) -> list[int] | None:
@@ -292,7 +57,7 @@ def _dumps(value: Sequence[int] | None) -> str | None:
     return None if value is None else json.dumps([int(i) for i in value])
 
 
-class LabelStore:
+class LabelStore(AssignmentQueue, ImportExport):
     """SQLite store of comparisons, labelers, assignments and answers; safe to share between threads.
 
     Each thread gets its own connection; every write is one `BEGIN IMMEDIATE` transaction, so concurrent writers
@@ -306,38 +71,7 @@ class LabelStore:
         self._local = threading.local()
         self._connection().execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         with self._write() as db:
-            # Checked inside the write transaction, so two processes opening an old file migrate it once.
-            has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-            version = has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if version and version[0] == "1":
-                self._migrate_from_v1(db)
-                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
-            elif version and version[0] != SCHEMA_VERSION:
-                raise ValueError(f"{self.path} has label-store schema version {version[0]}; this ziegler-trl reads "
-                                 f"versions 1 and {SCHEMA_VERSION} (a newer ziegler-trl wrote it?)")
-            for statement in (_SCHEMA + _APPEND_ONLY).split(";\n"):
-                if statement.strip():
-                    db.execute(statement)
-            # INSERT OR IGNORE writes nothing to an open store: opening it leaves the file byte-identical.
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('admin_token', ?)", (secrets.token_urlsafe(18),))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('order_secret', ?)", (secrets.token_hex(16),))
-
-    @staticmethod
-    def _migrate_from_v1(db: sqlite3.Connection) -> None:
-        """Version 1 made (comparison, labeler) unique in `answers`; version 2 makes it (comparison, labeler,
-        attempt). SQLite cannot change a table's constraints, so the table is rebuilt: every row is copied with its
-        id as attempt 0, the old table dropped (DROP fires no DELETE trigger) and the copy renamed. The caller's
-        transaction makes it all or nothing; nothing references `answers` in version 1."""
-        db.execute(_ANSWERS_TABLE.format(name="answers_v2").rstrip().rstrip(";"))
-        db.execute(f"INSERT INTO answers_v2 ({_ANSWER_COPY_COLUMNS}, attempt) "
-                   f"SELECT {_ANSWER_COPY_COLUMNS}, 0 FROM answers")
-        (before,), = db.execute("SELECT COUNT(*) FROM answers")
-        (after,), = db.execute("SELECT COUNT(*) FROM answers_v2")
-        if before != after:  # cannot happen with a sound file; refuse rather than drop a row
-            raise RuntimeError(f"label-store migration copied {after} of {before} answers; the file is unchanged")
-        db.execute("DROP TABLE answers")
-        db.execute("ALTER TABLE answers_v2 RENAME TO answers")
+            create_or_migrate(db, self.path)
 
     def __repr__(self) -> str:
         return f"LabelStore({str(self.path)!r})"
@@ -615,27 +349,12 @@ class LabelStore:
         with self._write() as db:
             return self._mark_used(db, purpose, round, task)
 
-    def training_dataset(
-        self,
-        purpose: str,
-        aggregate: str = "majority",
-        *,
-        round: int | None = None,
-        task: str | None = None,
-        rankings: bool | None = None,
-    ) -> Dataset:
-        """`to_dataset(...)` and `mark_used_for_training(...)` in one write transaction: the rows are exactly the
-        answers frozen (no undo or new answer can land between the two). What the training stages call."""
-        with self._write() as db:
-            self._mark_used(db, purpose, round, task)
-            return self.to_dataset(aggregate, round=round, task=task, rankings=rankings)
-
     def training_uses(self) -> list[dict]:
         """Every recorded training use, oldest first: {"purpose", "round", "task", "last_answer_id", "created"}."""
         rows = self._read("SELECT purpose, round, task, last_answer_id, created FROM training_uses ORDER BY id")
         return [dict(zip(("purpose", "round", "task", "last_answer_id", "created"), row)) for row in rows]
 
-    # -- labelers, links and assignments ----------------------------------------------------------------------
+    # -- labelers and links -----------------------------------------------------------------------------------
     def add_labeler(self, name: str) -> str:
         """Register a person and return the secret token of their link: their live one if they have it, else (new
         person, or every link revoked) a new one."""
@@ -710,117 +429,7 @@ class LabelStore:
                 found = name
         return found
 
-    def assign(
-        self,
-        comparison_ids: Sequence[int] | None = None,
-        labelers: Sequence[str] | None = None,
-        *,
-        overlap: float = 0.0,
-        repeats: int = 5,
-        seed: int = 0,
-    ) -> int:
-        """Give comparisons to labelers; returns how many (comparison, labeler) assignments were added.
-
-        Comparisons nobody has yet go to the least-loaded labeler; a fraction `overlap` of them (chosen with
-        `seed`) go to `repeats` labelers at once, for agreement statistics (the paper: 5% of queries, 5 times).
-        A comparison that no assignee answered (every one skipped it, or has had their link revoked without
-        answering) goes to one more labeler who has not seen it. `labelers=None` means everyone with a live link.
-        Safe to call again: nothing is assigned twice and nobody gets the same comparison twice (a unique
-        constraint).
-        """
-        if not 0.0 <= overlap <= 1.0:
-            raise ValueError(f"overlap must be a fraction in [0, 1], got {overlap}")
-        if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
-        with self._write() as db:
-            active = self._active(db)
-            people = list(labelers) if labelers is not None else active
-            known = {row[0] for row in db.execute("SELECT name FROM labelers")}
-            unknown = [name for name in people if name not in known]
-            if unknown:
-                raise KeyError(f"labelers {unknown} are not registered in {self.path}")
-            revoked = [name for name in people if name not in active]
-            if revoked:
-                raise ValueError(f"the links of labelers {revoked} were revoked; `ziegler-trl label add-labeler` "
-                                 "issues new ones")
-            if not people:
-                state = "every labeler's link was revoked" if known else "no labelers registered"
-                raise ValueError(f"{state} in {self.path}; add one with `ziegler-trl label add-labeler`")
-            ids = [row[0] for row in db.execute("SELECT id FROM comparisons ORDER BY id")]
-            if comparison_ids is not None:
-                wanted = {int(i) for i in comparison_ids}
-                ids = [i for i in ids if i in wanted]
-            assigned: dict[int, set[str]] = {}
-            load = Counter({name: 0 for name in people})
-            answered_by_someone, still_expected = set(), set()
-            for cid, name, answer_id, skipped in db.execute(
-                "SELECT a.comparison_id, a.labeler, s.id, s.skipped FROM assignments a LEFT JOIN live_answers s"
-                " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
-            ):
-                assigned.setdefault(cid, set()).add(name)
-                if answer_id is None and name in active:
-                    still_expected.add(cid)
-                    if name in load:
-                        load[name] += 1
-                elif answer_id is not None and not skipped:
-                    answered_by_someone.add(cid)
-            needs_another = set(assigned) - answered_by_someone - still_expected
-            fresh = [i for i in ids if i not in assigned]
-            rng = random.Random(seed)
-            overlapping = set(rng.sample(fresh, round(overlap * len(fresh)))) if fresh and overlap else set()
-            plan: list[tuple[int, str]] = []
-            for cid in ids:
-                if cid in assigned and cid not in needs_another:
-                    continue
-                wanted_count = min(repeats, len(people)) if cid in overlapping else 1
-                candidates = [name for name in people if name not in assigned.get(cid, set())]
-                rng.shuffle(candidates)  # random tie-break between equally loaded labelers
-                for name in sorted(candidates, key=lambda n: load[n])[:wanted_count]:
-                    plan.append((cid, name))
-                    load[name] += 1
-            now = time.time()
-            db.executemany(
-                "INSERT OR IGNORE INTO assignments (comparison_id, labeler, created) VALUES (?, ?, ?)",
-                [(cid, name, now) for cid, name in plan],
-            )
-            return len(plan)
-
-    def assignments(self, ids: Sequence[int] | None = None, *, labeler: str | None = None) -> list[tuple[int, str]]:
-        """(comparison id, labeler) pairs, oldest first, optionally for these comparisons and/or one labeler."""
-        rows = self._read("SELECT comparison_id, labeler FROM assignments ORDER BY id")
-        wanted = None if ids is None else {int(i) for i in ids}
-        return [(cid, name) for cid, name in rows
-                if (wanted is None or cid in wanted) and (labeler is None or name == labeler)]
-
-    def next_assignment(self, labeler: str) -> Comparison | None:
-        """The labeler's oldest assigned comparison without a live answer (or skip) of theirs."""
-        rows = self._read(
-            f"SELECT {', '.join('c.' + c for c in self._COMPARISON_COLUMNS.split(', '))} FROM assignments a"
-            " JOIN comparisons c ON c.id = a.comparison_id LEFT JOIN live_answers s"
-            " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler"
-            " WHERE a.labeler = ? AND s.id IS NULL ORDER BY a.id LIMIT 1",
-            (labeler,),
-        )
-        return self._comparison(rows[0]) if rows else None
-
-    def progress(self) -> dict[str, dict[str, int]]:
-        """Per labeler (people and simulated): assigned, answered (not skipped), skipped, pending."""
-        stats: dict[str, dict[str, int]] = {
-            name: {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0} for name in self.labelers()
-        }
-        for name, assigned, pending in self._read(
-            "SELECT a.labeler, COUNT(*), SUM(s.id IS NULL) FROM assignments a LEFT JOIN live_answers s"
-            " ON s.comparison_id = a.comparison_id AND s.labeler = a.labeler GROUP BY a.labeler"
-        ):
-            stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
-            stats[name].update(assigned=assigned, pending=pending)
-        for name, answered, skipped in self._read(
-            "SELECT labeler, SUM(skipped = 0), SUM(skipped = 1) FROM live_answers GROUP BY labeler"
-        ):
-            stats.setdefault(name, {"assigned": 0, "answered": 0, "skipped": 0, "pending": 0})
-            stats[name].update(answered=answered, skipped=skipped)
-        return stats
-
+    # -- totals and judgements --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Totals over live answers: comparisons, answered comparisons, answers, skips, labelers."""
         (comparisons,), = self._read("SELECT COUNT(*) FROM comparisons")
@@ -830,44 +439,9 @@ class LabelStore:
         return {"comparisons": comparisons, "answered_comparisons": answered, "answers": answers - skipped,
                 "skipped": skipped, "labelers": labelers}
 
-    def agreement(self, labelers: Sequence[str] | None = None) -> LabelAgreement:
-        """How often two labelers of the same comparison chose the same best, and the 1/K chance level.
-
-        `labelers` restricts the comparison to these labeler ids (e.g. the people, leaving out simulated ones).
-        """
-        by_comparison: dict[int, dict[str, int]] = {}
-        k_of = {row[0]: row[1] for row in self._read("SELECT id, k FROM comparisons")}
-        keep = None if labelers is None else set(labelers)
-        for answer in self.answers():
-            if not answer.skipped and (keep is None or answer.labeler in keep):
-                by_comparison.setdefault(answer.comparison_id, {})[answer.labeler] = answer.best
-        by_pair: dict[tuple[str, str], list[int]] = {}
-        agree = pairs = 0
-        chance = 0.0
-        shared = 0
-        for cid, choices in by_comparison.items():
-            if len(choices) < 2:
-                continue
-            shared += 1
-            for a, b in combinations(sorted(choices), 2):
-                same = int(choices[a] == choices[b])
-                counts = by_pair.setdefault((a, b), [0, 0])
-                counts[0] += same
-                counts[1] += 1
-                agree += same
-                pairs += 1
-                chance += 1.0 / k_of[cid]
-        return LabelAgreement(
-            pairs=pairs,
-            comparisons=shared,
-            rate=agree / pairs if pairs else math.nan,
-            chance=chance / pairs if pairs else math.nan,
-            by_pair={pair: (c[0], c[1]) for pair, c in by_pair.items()},
-        )
-
     def judgements(self, labelers: Sequence[str] | None = None) -> list[dict]:
-        """One row per non-skipped answer, {"item_id", "labeler", "best", "k"}: the input of
-        `ziegler_trl.evaluation` agreement statistics (item_id is the comparison's uid)."""
+        """One row per non-skipped live answer, {"item_id", "labeler", "best", "k"} (item_id is the comparison's
+        uid), optionally of these labelers only: what `agreement_summary` and `agreement_table` read."""
         comparisons = {c.id: c for c in self.comparisons()}
         keep = None if labelers is None else set(labelers)
         return [
@@ -876,211 +450,3 @@ class LabelStore:
             for a in self.answers()
             if not a.skipped and (keep is None or a.labeler in keep)
         ]
-
-    # -- export -----------------------------------------------------------------------------------------------
-    def to_dataset(
-        self,
-        aggregate: str = "majority",
-        *,
-        round: int | None = None,
-        task: str | None = None,
-        rankings: bool | None = None,
-    ) -> Dataset:
-        """Rows {"prompt", "completions", "best"} (+ "ranking") for the best-of-K reward trainer.
-
-        Skipped answers are left out. With several answers per comparison, `aggregate` picks: "majority" (one row
-        per comparison, the most chosen best, ties to the earliest answer; its ranking is the earliest ranking
-        that agrees with that best), "first" (the earliest answer), "all" (one row per answer). `rankings=None`
-        adds the "ranking" column when every row has one, True requires it, False leaves it out.
-        """
-        from datasets import Dataset  # here, so the store itself needs only the standard library
-
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
-        comparisons = {c.id: c for c in self.comparisons(round=round, task=task)}
-        grouped: dict[int, list[Answer]] = {}
-        for answer in self.answers():
-            if not answer.skipped and answer.comparison_id in comparisons:
-                grouped.setdefault(answer.comparison_id, []).append(answer)
-        chosen: list[Answer] = []
-        for answers in grouped.values():
-            if aggregate == "all":
-                chosen.extend(answers)
-            elif aggregate == "first":
-                chosen.append(answers[0])
-            else:
-                votes = Counter(a.best for a in answers)
-                top = max(votes.values())
-                winner = next(a for a in answers if votes[a.best] == top)  # earliest among the tied bests
-                ranked = next((a for a in answers if a.best == winner.best and a.ranking is not None), winner)
-                chosen.append(ranked)
-        if not chosen:
-            raise ValueError(f"no answered comparisons in {self.path} (round={round}, task={task})")
-        chosen.sort(key=lambda a: (a.comparison_id, a.id))
-        have_ranking = [a.ranking is not None for a in chosen]
-        if rankings and not all(have_ranking):
-            missing = [a.comparison_id for a in chosen if a.ranking is None][:5]
-            raise ValueError(f"rankings=True but comparisons {missing} have no full ranking")
-        rows = {
-            "prompt": [comparisons[a.comparison_id].prompt for a in chosen],
-            "completions": [comparisons[a.comparison_id].completions for a in chosen],
-            "best": [a.best for a in chosen],
-        }
-        if rankings is not False and all(have_ranking):
-            rows["ranking"] = [a.ranking for a in chosen]
-        return Dataset.from_dict(rows)
-
-    def export_jsonl(self, path: str | Path | None = None) -> str:
-        """Every comparison with all its answers, one JSON object per line; written to `path` when given.
-
-        `import_jsonl` and `load_label_dataset` read it back; strings are escaped so that no line splitter breaks a
-        record (see `ziegler_trl.jsonl`).
-        """
-        by_comparison: dict[int, list[dict]] = {}
-        for a in self.answers():
-            by_comparison.setdefault(a.comparison_id, []).append(
-                {"labeler": a.labeler, "best": a.best, "ranking": a.ranking, "shown_order": a.shown_order,
-                 "skipped": a.skipped, "shown_at": a.shown_at, "answered_at": a.answered_at}
-            )
-        text = "".join(
-            jsonl_line({"uid": c.uid, "prompt": c.prompt, "completions": c.completions, "task": c.task,
-                        "round": c.round, "policy": c.policy, "created": c.created,
-                        "answers": by_comparison.get(c.id, [])})
-            for c in self.comparisons()
-        )
-        if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
-        return text
-
-    def import_jsonl(self, path: str | Path, labeler: str = "import") -> int:
-        """Add comparisons and answers from a JSONL file (all or nothing); returns how many answers are new.
-
-        A line is an `export_jsonl` record; a dataset row {"prompt", "completions", "best"[, "ranking"]} answered by
-        `labeler` (or the row's own "labeler"); or an unanswered comparison {"prompt", "completions"}, which
-        `label assign` then hands to people to label in the web app. Each may carry "task", "round", "policy" and
-        "uid"; any other field is refused. Comparisons are matched by "uid" (rows without one get a uid from their
-        content), so importing a file twice changes nothing. A malformed file raises a `LabelFileError` naming the
-        line and the field, and leaves the store as it was.
-        """
-        records = read_jsonl(path, LabelFileError)
-        return self.import_records([r for _, r in records], path, labeler=labeler, lines=[n for n, _ in records])
-
-    def import_records(self, records: Sequence[object], source: str | Path, *, labeler: str = "import",
-                       lines: Sequence[int] | None = None) -> int:
-        """`import_jsonl` of records already parsed (`lines[i]` is record i's line in `source`, if it has lines)."""
-        if not records:
-            raise LabelFileError(source, "no records")
-        parsed = []
-        for index, record in enumerate(records):
-            where = {"line": lines[index]} if lines is not None else {"record": index}
-            parsed.append((where, parse_label_record(record, source, labeler, **where)))
-        with self._write() as db:
-            (before,), = db.execute("SELECT COUNT(*) FROM answers").fetchall()
-            for where, (comparison, answers) in parsed:
-                field_of_answer = None
-                try:
-                    cid = self._upsert_comparison(db, comparison)
-                    for field_of_answer, answer in answers:
-                        self._insert_answer(db, Answer(cid, **answer), require_assignment=False)
-                except FieldError as err:
-                    raise LabelFileError(source, err.message, field=err.field, value=err.value, **where) from None
-                except LabelConflictError as err:
-                    raise LabelFileError(source, str(err), field=field_of_answer, **where) from None
-            (after,), = db.execute("SELECT COUNT(*) FROM answers").fetchall()
-        return after - before
-
-    @staticmethod
-    def _upsert_comparison(db: sqlite3.Connection, c: dict) -> int:
-        row = db.execute(
-            "SELECT id, prompt, completions, task, round, policy FROM comparisons WHERE uid = ?", (c["uid"],)
-        ).fetchone()
-        if row is not None:
-            if (row[1], json.loads(row[2]), row[3], row[4], row[5]) != (
-                c["prompt"], c["completions"], c["task"], c["round"], c["policy"]
-            ):
-                raise FieldError("uid", "is already stored with a different comparison", c["uid"])
-            return row[0]
-        return db.execute(
-            "INSERT INTO comparisons (uid, prompt, completions, k, task, round, policy, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (c["uid"], c["prompt"], json.dumps(c["completions"], ensure_ascii=False), len(c["completions"]),
-             c["task"], c["round"], c["policy"], c["created"]),
-        ).lastrowid
-
-
-COMPARISON_FIELDS = ("uid", "prompt", "completions", "task", "round", "policy", "created")
-RECORD_FIELDS = (*COMPARISON_FIELDS, "answers", "best", "ranking", "labeler")
-ANSWER_FIELDS = ("labeler", "best", "ranking", "shown_order", "skipped", "shown_at", "answered_at")
-
-
-def parse_label_record(raw: object, source: str | Path, labeler: str = "import", *, line: int | None = None,
-                       record: int | None = None) -> tuple[dict, list[tuple[str | None, dict]]]:
-    """Check one `import_jsonl` record (at `line` of `source`, or index `record`); returns (comparison,
-    [(field path of the answer, answer fields)]).
-
-    Every value is checked before SQLite sees it (types, integer ranges, finite timestamps, storable text); a fault
-    is a `LabelFileError` naming `source`, the line (or record) and the field.
-    """
-
-    def fail(message: str, field: str | None = None, value: object = _NO_VALUE) -> LabelFileError:
-        shown = {} if value is _NO_VALUE else {"value": value}
-        return LabelFileError(source, message, line=line, record=record, field=field, **shown)
-
-    if not isinstance(raw, dict):
-        raise fail(f"expected a JSON object, got {type(raw).__name__}")
-    unknown = [name for name in raw if name not in RECORD_FIELDS]
-    if unknown:
-        raise fail(f"is not a field of a label record (known: {', '.join(RECORD_FIELDS)})", str(unknown[0]))
-    for name in ("prompt", "completions"):
-        if name not in raw:
-            raise fail("missing (a record needs 'prompt' and 'completions')", name)
-    comparison = {name: raw.get(name) for name in COMPARISON_FIELDS}
-    try:
-        validate_comparison(**comparison)
-    except FieldError as err:
-        raise fail(err.message, err.field, err.value) from None
-    comparison["completions"] = list(comparison["completions"])
-    comparison["uid"] = comparison["uid"] or _content_uid(
-        comparison["prompt"], comparison["completions"], comparison["task"], comparison["round"]
-    )
-    comparison["created"] = validate_timestamp(comparison["created"], "created") or time.time()
-
-    if "answers" in raw:
-        if any(name in raw for name in ("best", "ranking", "labeler")):
-            raise fail("a record with 'answers' gives 'best', 'ranking' and 'labeler' inside each answer", "answers")
-        if not isinstance(raw["answers"], list):
-            raise fail("must be a list of answers", "answers", raw["answers"])
-        given = [(f"answers[{i}]", item) for i, item in enumerate(raw["answers"])]
-    elif "best" in raw or "ranking" in raw:
-        row = {name: raw[name] for name in ("best", "ranking", "labeler") if name in raw}
-        if "best" not in row and isinstance(row["ranking"], list) and row["ranking"]:
-            row["best"] = row["ranking"][0]  # a ranking alone: its first entry is the best
-        given = [(None, row)]
-    elif "labeler" in raw:
-        raise fail("names a labeler but gives no 'best' or 'ranking'", "labeler", raw["labeler"])
-    else:
-        given = []  # an unanswered comparison, for people to label
-    answers = []
-    for prefix, item in given:
-        if not isinstance(item, dict):
-            raise fail(f"expected an object, got {type(item).__name__}", prefix)
-        unknown = [name for name in item if name not in ANSWER_FIELDS]
-        if unknown:
-            raise fail(f"is not a field of an answer (known: {', '.join(ANSWER_FIELDS)})",
-                       f"{prefix}.{unknown[0]}" if prefix else str(unknown[0]))
-        answer = {"labeler": item.get("labeler", labeler), "best": item.get("best"), "ranking": item.get("ranking"),
-                  "shown_order": item.get("shown_order"), "skipped": item.get("skipped", False),
-                  "shown_at": item.get("shown_at"), "answered_at": item.get("answered_at")}
-        try:
-            _check_text(answer["labeler"], "labeler")
-            if not answer["labeler"]:
-                raise FieldError("labeler", "must be a non-empty string", answer["labeler"])
-            validate_answer(len(comparison["completions"]), answer["best"], answer["ranking"], answer["shown_order"],
-                            answer["skipped"], shown_at=answer["shown_at"], answered_at=answer["answered_at"])
-        except FieldError as err:
-            err = err.within(prefix) if prefix else err
-            raise fail(err.message, err.field, err.value) from None
-        answer["shown_at"] = validate_timestamp(answer["shown_at"], "shown_at")
-        answer["answered_at"] = validate_timestamp(answer["answered_at"], "answered_at") or 0.0  # 0: time of import
-        answers.append((prefix, answer))
-    return comparison, answers
