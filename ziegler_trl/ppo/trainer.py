@@ -1,16 +1,16 @@
-"""ZieglerPPOTrainer: the PPO of Ziegler et al. (2019) on TRL's trainer base.
+"""ZieglerPPOTrainer: the PPO of Ziegler et al. (2019) on TRL's trainer base; only the Trainer's hooks live here.
 
 Like TRL's online trainers, the Trainer loop is left in charge of optimizer steps, gradient accumulation,
 checkpointing, logging and the accelerate/DeepSpeed plumbing. The dataloader hands `_prepare_inputs` one rollout
-batch of prompts, repeated once per micro-step of the update; the first time it is seen we sample responses, score
-them, build the per-token rewards and cut the batch into `num_ppo_epochs` freshly shuffled passes of
-minibatches; every micro-step then trains on its slice of that buffer.
+batch of prompts, repeated once per micro-step of the update; the first time it is seen `_rollout` samples and
+scores it with eq. 2's per-token rewards (`rollout.collect_rollout`), logs it, adapts β (`kl_control`) and cuts it
+into `num_ppo_epochs` freshly shuffled passes of minibatches (`buffer.ppo_minibatches`); every micro-step then
+trains on its slice of that buffer (`compute_loss`, the clipped losses of `core`).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import os
@@ -40,7 +40,6 @@ from ..checkpoints import AtomicCheckpoints
 from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer, sampling_dtype
 from ..non_finite import NonFiniteError, NonFiniteGuard
 from ..sampling import RANK_SEED_STRIDE
-from ..tasks import TaskSpec, format_query, get_task
 from .block_cache import FrozenBlockCache
 from .buffer import loss_inputs, ppo_minibatches
 from .checks import check_reward
@@ -55,6 +54,7 @@ from .kl_control import (
 )
 from .lr_schedule import hold_within_updates
 from .policy_value import PolicyAndValue
+from .prompts import sampling_task, tokenize_prompts
 from .reward_source import RewardFn, RewardSource, decode_episodes
 from .rollout import Rollout, RolloutModels, RolloutSetup, RolloutStats, collect_rollout
 from .rollout_sampler import RolloutSampler
@@ -159,10 +159,10 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
                 if module is not None:
                     disable_dropout(module)
 
-        self.sampling_task = self._sampling_task(args)
+        self.sampling_task = sampling_task(args)
         self.task = self.sampling_task if args.task else None
         self.temperature = self.sampling_task.temperature
-        train_dataset = self._prepare_dataset(train_dataset, tokenizer)
+        train_dataset = tokenize_prompts(train_dataset, tokenizer, self.task)
 
         super().__init__(
             model=PolicyAndValue(policy, value_model),
@@ -215,7 +215,7 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         check_reward(args.reward_check, args.reward_check_alpha, eval_labels, reward_model,
                      self.reward_source.score_comparisons)
 
-    # ----- data -----
+    # ----- models and data -----
 
     def _prepare_frozen(self, model: PreTrainedModel):
         """ρ and the reward model only run inference: under DeepSpeed an inference engine (ZeRO-3 shards it like the
@@ -225,44 +225,6 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         if self.is_fsdp_enabled:
             return prepare_fsdp(model, self.accelerator)
         return model.to(self.accelerator.device)
-
-    @staticmethod
-    def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
-        """The TaskSpec responses are sampled and cut by: the task's, with the config's overrides; or a bare one
-        (no truncate token: whole responses, cut at EOS only with `stop_at_eos`)."""
-        names = ("response_length", "temperature", "stop_at_eos")
-        overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-        if args.task:
-            return dataclasses.replace(get_task(args.task), **overrides)
-        if args.response_length is None or args.temperature is None:
-            raise ValueError("Without `task`, set both `response_length` and `temperature` in ZieglerPPOConfig")
-        return TaskSpec("prompt", 0, truncate_token="", truncate_after=0, **overrides)
-
-    def _prepare_dataset(self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
-        """Tokenize into `query_ids` (what π reads) and `reward_ids` (what the reward model reads before y)."""
-        columns = dataset.column_names
-        if "prompt" in columns:
-            def encode(row):
-                prompt = row["prompt"]
-                if isinstance(prompt, list):
-                    prompt = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                ids = tokenizer.encode(prompt, add_special_tokens=False)
-                return {"query_ids": ids, "reward_ids": ids}
-        elif "text" in columns and self.task is not None:
-            def encode(row):
-                query = format_query(row["text"], self.task, tokenizer)
-                return {"query_ids": query.ids if query else [], "reward_ids": query.reward_ids if query else []}
-        else:
-            raise ValueError(
-                f"train_dataset needs a `prompt` column (TRL prompt dataset) or a `text` column with `task` set; "
-                f"got columns {columns} and task={self.task.name if self.task else None}"
-            )
-        prepared = dataset.map(encode, remove_columns=columns).filter(lambda row: len(row["query_ids"]) > 0)
-        if len(prepared) == 0:
-            raise ValueError(
-                f"No usable query in train_dataset ({len(dataset)} rows): all were empty or rejected by the task"
-            )
-        return prepared
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -330,7 +292,7 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
     def _rollout(self, rows: list[dict]) -> list[dict[str, torch.Tensor]]:
         """One PPO update's training data from one local rollout batch of prompts."""
         args = self.args
-        # 1-2. sample y ~ π, score r(x, y) and build the per-token rewards of eq. 2 with the KL penalty at today's β
+        # 1-2. sample y ~ π, score r(x, y) and build the per-token rewards of eq. 2 with the KL penalty at the current β
         kl_coef = self.kl_controller.value
         rollout = collect_rollout(rows, self.rollout_models(), self.rollout_setup, kl_coef, self.block_cache)
         # 3. statistics over the episodes of all ranks
