@@ -10,6 +10,7 @@ whole forward and dropped, with a warning, where an architecture makes it inexac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -85,7 +86,7 @@ class FrozenBlockCache:
         attention_mask: torch.Tensor,
         pad_token_id: int,
         batch_size: int,
-        score_whole,
+        score_whole: Callable[[], torch.Tensor],
     ) -> torch.Tensor | None:
         """Φ [B, T+1] (as `RewardSource.potentials`) from the kept hidden states, or None where the reward model must
         run whole: it does not share the blocks, or reads other tokens than the rollout rows. The first time, checked

@@ -126,7 +126,11 @@ def collect_rollout(
     kl_coef: float,
     block_cache: FrozenBlockCache | None = None,
 ) -> Rollout:
-    """Sample, score and reward one batch of prompts (`rows`: `query_ids` for π, `reward_ids` for the reward)."""
+    """Sample, score and reward one batch of prompts (`rows`: `query_ids` for π, `reward_ids` for the reward):
+
+        R_t = −β·(log π(y_t|x, y_<t) − log ρ(y_t|x, y_<t)) + [t = T−1]·r(x, y)     (eq. 2, β = `kl_coef`)
+
+    (with potential shaping the score is spread over the tokens instead, `core.potential_shaping`)."""
     device, task, pad = setup.device, setup.task, setup.tokenizer.pad_token_id
     queries = [row["query_ids"] for row in rows]
     reward_ids = [row["reward_ids"] for row in rows]
@@ -150,20 +154,9 @@ def collect_rollout(
         truncated, valid = truncate_responses(responses.cpu(), task, setup.tokenizer)
 
         # 4. score (Φ of every prefix too, under potential shaping)
-        def score_whole() -> torch.Tensor:
-            return models.reward.score(reward_ids, truncated).to(device)
-
-        potentials = None
-        if cache is not None:
-            potentials = cache.reward_potentials(models.reward.model, rows, responses, truncated, attention_mask,
-                                                 pad, setup.forward_batch_size, score_whole)
-        reward_cached_blocks = cache.reward_blocks if potentials is not None else 0
-        if potentials is None and setup.potential_shaping:
-            potentials = models.reward.potentials(reward_ids, truncated).to(device)
-        scores = potentials[:, -1] if potentials is not None else score_whole()
-        if not setup.potential_shaping:
-            potentials = None
-    if setup.invalid_penalty is not None:
+        scores, potentials, reward_cached_blocks = _score(models, setup, rows, responses, truncated, attention_mask,
+                                                          cache)
+    if setup.invalid_penalty is not None:  # the task's −1 for a response that misses its ending
         scores = torch.where(valid.to(device), scores, torch.full_like(scores, setup.invalid_penalty))
 
     # 5. eq. 2, with the KL-sign probe riding along in this very call
@@ -227,6 +220,32 @@ def _forwards(
     if cache is not None:
         cache.hidden = torch.cat(hidden)
     return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+
+
+def _score(
+    models: RolloutModels,
+    setup: RolloutSetup,
+    rows: list[dict],
+    responses: torch.Tensor,
+    truncated: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cache: FrozenBlockCache | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """(r(x, y) [B], Φ [B, T+1] under potential shaping else None, the reward model's blocks the cache skipped)."""
+    reward, reward_ids, device = models.reward, [row["reward_ids"] for row in rows], setup.device
+
+    def score_whole() -> torch.Tensor:
+        return reward.score(reward_ids, truncated).to(device)
+
+    if cache is not None:
+        potentials = cache.reward_potentials(reward.model, rows, responses, truncated, attention_mask,
+                                             setup.tokenizer.pad_token_id, setup.forward_batch_size, score_whole)
+        if potentials is not None:
+            return potentials[:, -1], potentials if setup.potential_shaping else None, cache.reward_blocks
+    if setup.potential_shaping:
+        potentials = reward.potentials(reward_ids, truncated).to(device)
+        return potentials[:, -1], potentials, 0
+    return score_whole(), None, 0
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
