@@ -102,6 +102,7 @@ def run_variant(cli) -> dict:
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    import ziegler_trl.ppo.rollout as rollout_module
     import ziegler_trl.ppo.trainer as trainer_module
     from ziegler_trl.models import freeze_bottom_layers, load_policy, load_tokenizer, resolve_model_path
     from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
@@ -114,7 +115,7 @@ def run_variant(cli) -> dict:
             torch.cuda.synchronize()
 
     timings: dict[str, list[float]] = {"generate": [], "rollout": [], "rollout_start": []}
-    generate = trainer_module.generate_responses
+    generate, collect = rollout_module.generate_responses, trainer_module.collect_rollout
 
     def timed_generate(*args, **kwargs):
         sync()
@@ -124,17 +125,17 @@ def run_variant(cli) -> dict:
         timings["generate"].append(time.perf_counter() - start)
         return out
 
-    class TimedTrainer(ZieglerPPOTrainer):
-        def _rollout(self, rows):
-            sync()
-            start = time.perf_counter()
-            timings["rollout_start"].append(start)
-            out = super()._rollout(rows)
-            sync()
-            timings["rollout"].append(time.perf_counter() - start)
-            return out
+    def timed_collect(*args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        timings["rollout_start"].append(start)
+        out = collect(*args, **kwargs)
+        sync()
+        timings["rollout"].append(time.perf_counter() - start)
+        return out
 
-    trainer_module.generate_responses = timed_generate
+    rollout_module.generate_responses = timed_generate
+    trainer_module.collect_rollout = timed_collect
     # The shape without weights, before the config turns ZeRO-3 init on (the trainer's own copies are shards then).
     with torch.device("meta"):
         shape_model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model_path(cli.folder)))
@@ -162,7 +163,7 @@ def run_variant(cli) -> dict:
     if cli.trainable_top_layers is not None:
         policy = load_policy(cli.folder, tokenizer)
         freeze_bottom_layers(policy, cli.trainable_top_layers)
-    trainer = TimedTrainer(
+    trainer = ZieglerPPOTrainer(
         policy, args, train_dataset=prompts, processing_class=tokenizer, reward_model=cli.folder,
         peft_config=peft_config, value_model=cli.folder if cli.variant == "separate_value" else None,
     )
@@ -192,7 +193,7 @@ def run_variant(cli) -> dict:
         "share_ppo_epochs": (seconds - rollout) / seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_query_tokens": query_tokens, "final_kl_coef": trainer.kl_controller.value,
-        "cached_frozen_blocks": trainer.accelerator.unwrap_model(trainer.model).cached_blocks,
+        "cached_frozen_blocks": trainer.block_cache.policy_blocks if trainer.block_cache else 0,
     }
     if cuda:
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20

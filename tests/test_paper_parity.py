@@ -29,6 +29,7 @@ from tests.conftest import tiny_llama
 from ziegler_trl import TASKS, AdaptiveKLController, best_of_k_loss, fit_reward_normalization, format_query
 from ziegler_trl.models import load_policy, load_reward_model
 from ziegler_trl.ppo import TFAdam, ZieglerPPOConfig, ZieglerPPOTrainer
+from ziegler_trl.ppo.buffer import loss_inputs, ppo_minibatches
 from ziegler_trl.ppo.core import entropy, explained_variance, gae, logprobs_from_logits, per_token_rewards, policy_loss
 from ziegler_trl.ppo.core import value_loss, whiten
 from ziegler_trl.reward.normalization import apply_reward_normalization
@@ -440,18 +441,22 @@ def test_one_minibatch_from_rollout_to_optimizer_step_matches_the_paper(tiny_tok
     input_ids = torch.cat([queries, responses], dim=1)
     attention_mask = torch.ones_like(input_ids)
     with torch.no_grad():
-        logits, _ = wrapper(input_ids, attention_mask, length)
+        logits = wrapper(input_ids, attention_mask, length).logits
     current = logprobs_from_logits(logits, responses, args.temperature)
     old_logprobs = current + 0.3 * torch.randn(current.shape, generator=generator)  # ratios beyond the clip range
     old_values = torch.randn(batch, length, generator=generator)  # the zero value head's predictions get clipped
     scores = torch.randn(batch, generator=generator)
     ref_logprobs = current + 0.2 * torch.randn(current.shape, generator=generator)
     rewards, _ = per_token_rewards(scores, old_logprobs, ref_logprobs, trainer.kl_controller.value)
-    rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "responses": responses,
-               "logprobs": old_logprobs, "values": old_values, "rewards": rewards}
 
     torch.manual_seed(0)
-    micro_batches = trainer._minibatches(rollout)[: args.gradient_accumulation_steps]  # epoch 1's one minibatch
+    plan = ppo_minibatches(  # as the trainer's update makes it
+        rewards, old_values, num_epochs=args.num_ppo_epochs, num_minibatches=args.num_mini_batches,
+        micro_batch_size=args.per_device_train_batch_size, gamma=args.gamma, lam=args.lam,
+        whiten_rewards=args.whiten_rewards,
+    )
+    micro_batches = [loss_inputs(mb, input_ids, attention_mask, responses, old_logprobs, old_values)
+                     for mb in plan[: args.gradient_accumulation_steps]]  # epoch 1's one minibatch
     # The minibatch's episodes in the order the trainer shuffled them (every random response row is distinct)
     order = [next(i for i in range(batch) if torch.equal(responses[i], row))
              for mb in micro_batches for row in mb["responses"]]
@@ -466,7 +471,7 @@ def test_one_minibatch_from_rollout_to_optimizer_step_matches_the_paper(tiny_tok
 
     # The paper: one loss over the whole minibatch, its gradients, one Adam step
     params = [p for p in wrapper.parameters() if p.requires_grad]
-    logits, vpred = wrapper(input_ids[order], attention_mask[order], length)
+    logits, vpred, _ = wrapper(input_ids[order], attention_mask[order], length)
     logprob, entropies = paper_logprobs_and_entropy(logits.float(), responses[order], args.temperature)
     loss, stats = paper_loss(old_values[order], old_logprobs[order], torch.from_numpy(advantages).float(),
                              torch.from_numpy(returns).float(), logprob, vpred, entropies, args.cliprange,

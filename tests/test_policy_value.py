@@ -74,24 +74,23 @@ def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokeniz
     freeze_bottom_layers(policy, 2)
     assert frozen_bottom_count(policy) == 2
     wrapper = PolicyAndValue(policy)
-    wrapper.cached_blocks = 2
     with torch.no_grad():
         wrapper.value_head.weight.normal_()
     ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 9]])
     mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7])  # left padding, as in rollouts
 
-    logits, values, hidden = wrapper(ids, mask, 3, return_frozen_hidden=True)
+    logits, values, hidden = wrapper(ids, mask, 3, cached_blocks=2)
     assert hidden.shape == (2, 7, 32)
     (logits.sum() + values.sum()).backward()
     full_grads = [p.grad.clone() for p in wrapper.parameters() if p.requires_grad]
     wrapper.zero_grad()
     calls = []
     hook = policy.model.layers[0].register_forward_hook(lambda *_: calls.append(1))
-    cached_logits, cached_values = wrapper(ids, mask, 3, frozen_hidden=hidden)
+    cached_logits, cached_values, no_hidden = wrapper(ids, mask, 3, cached_blocks=2, frozen_hidden=hidden)
     hook.remove()
     (cached_logits.sum() + cached_values.sum()).backward()
 
-    assert calls == []  # the frozen blocks did not run
+    assert calls == [] and no_hidden is None  # the frozen blocks did not run
     assert len(policy.model.layers) == 4  # and are back in place
     torch.testing.assert_close(cached_logits, logits, rtol=0, atol=1e-6)
     torch.testing.assert_close(cached_values, values, rtol=0, atol=1e-6)

@@ -14,7 +14,9 @@ from ziegler_trl.ppo import (
     ZieglerPPOConfig,
     ZieglerPPOTrainer,
 )
+from ziegler_trl.ppo.block_cache import rollout_layout_lengths
 from ziegler_trl.ppo.core import logprobs_from_logits
+from ziegler_trl.ppo.rollout import RolloutStats, collect_rollout, reference_logits
 from ziegler_trl.reward.scoring import score_prefixes, score_sequences
 from ziegler_trl.sampling import pad_left, sampling_config
 
@@ -54,6 +56,24 @@ def rollout_logs(trainer):
     return [entry for entry in trainer.state.log_history if "objective/kl" in entry]
 
 
+def collect(trainer, rows):
+    """One rollout as the trainer collects it: its models, setup, β and frozen-block cache."""
+    return collect_rollout(rows, trainer.rollout_models(), trainer.rollout_setup, trainer.kl_controller.value,
+                           trainer.block_cache)
+
+
+def rho_logits(trainer, rollout):
+    """ρ's logits over the rollout's responses, from a whole forward."""
+    with torch.no_grad():
+        return reference_logits(trainer.rollout_models(), rollout.input_ids, rollout.attention_mask,
+                                rollout.responses.shape[1])
+
+
+def cache_used_by_the_epochs(trainer) -> bool:
+    """Whether the PPO epochs' forwards start from the rollout's kept hidden states (what compute_loss passes)."""
+    return trainer.block_cache is not None and bool(trainer.block_cache.epoch_inputs(torch.arange(1)))
+
+
 def test_rollout_and_recomputed_logprobs_agree_at_temperature(tiny_tokenizer, tmp_path):
     trainer = make_trainer(tiny_tokenizer, tmp_path)
     wrapper, pad = trainer.model, tiny_tokenizer.pad_token_id
@@ -69,7 +89,7 @@ def test_rollout_and_recomputed_logprobs_agree_at_temperature(tiny_tokenizer, tm
     full_ids = torch.cat([input_ids, responses], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(responses)], dim=1)
     with torch.no_grad():
-        logits, values = wrapper(full_ids, full_mask, responses.shape[1])
+        logits, values, _ = wrapper(full_ids, full_mask, responses.shape[1])
     torch.testing.assert_close(logprobs_from_logits(logits, responses, 0.7), sampled, atol=1e-4, rtol=0)
     assert (logprobs_from_logits(logits, responses, 1.0) - sampled).abs().max() > 1e-2
     assert values.abs().max().item() == 0.0  # zero-initialised value head
@@ -87,16 +107,15 @@ def test_per_token_rewards_in_a_task_rollout(tiny_tokenizer, tmp_path, penalize_
     score = -1.0 if penalize_invalid else 5.0
     rows = [trainer.train_dataset[i] for i in range(4)]
     assert all(row["query_ids"][-1] == tiny_tokenizer.encode(".")[0] for row in rows)
-    rollout = trainer._rollout(rows)
-    with torch.no_grad():
-        ref_logits = trainer._forward_reference(rollout["input_ids"], rollout["attention_mask"])
-    ref_logprobs = logprobs_from_logits(ref_logits, rollout["responses"], 0.7)
-    kl_part = -0.1 * (rollout["logprobs"] - ref_logprobs)
+    rollout = collect(trainer, rows)
+    ref_logprobs = logprobs_from_logits(rho_logits(trainer, rollout), rollout.responses, 0.7)
+    kl_part = -0.1 * (rollout.logprobs - ref_logprobs)
     assert kl_part.abs().min() > 0
-    torch.testing.assert_close(rollout["rewards"][:, :-1], kl_part[:, :-1])
-    torch.testing.assert_close(rollout["rewards"][:, -1], kl_part[:, -1] + score)
-    assert trainer._metrics["objective/scores"] == [score]
-    assert trainer._metrics["objective/valid_fraction"] == [0.0]
+    torch.testing.assert_close(rollout.rewards[:, :-1], kl_part[:, :-1])
+    torch.testing.assert_close(rollout.rewards[:, -1], kl_part[:, -1] + score)
+    stats = RolloutStats.of(rollout)  # what the trainer logs (one process: the mean over processes is its own)
+    assert stats.score == score
+    assert stats.valid_fraction == 0.0
 
 
 @pytest.mark.parametrize("task", ["sentiment", None])
@@ -107,26 +126,26 @@ def test_stop_at_eos_hides_what_follows_the_eos_from_the_reward(
     eos, word = tiny_tokenizer.eos_token_id, tiny_tokenizer.encode(" cat")[0]
     sampled = torch.tensor([word, word, eos, word, word, word])
     monkeypatch.setattr(
-        "ziegler_trl.ppo.trainer.generate_responses", lambda model, queries, *a: sampled.repeat(len(queries), 1)
+        "ziegler_trl.ppo.rollout.generate_responses", lambda model, queries, *a: sampled.repeat(len(queries), 1)
     )
     seen = []
     dataset = Dataset.from_dict({"text": TEXTS}) if task else None
     trainer = make_trainer(tiny_tokenizer, tmp_path, task=task, dataset=dataset, stop_at_eos=stop_at_eos,
                            reward_fn=lambda p, c: seen.extend(c) or [1.0] * len(c))
     assert trainer.sampling_task.stop_at_eos is stop_at_eos
-    rollout = trainer._rollout([trainer.train_dataset[i] for i in range(4)])
+    rollout = collect(trainer, [trainer.train_dataset[i] for i in range(4)])
     whole = tiny_tokenizer.decode(sampled)
     assert seen == [tiny_tokenizer.decode(sampled[:2]) if stop_at_eos else whole] * 4
     # only a task's '.' window makes a response invalid (here none has a '.'); an EOS ending makes it valid
-    assert trainer._metrics["objective/valid_fraction"] == [1.0 if stop_at_eos or task is None else 0.0]
-    assert torch.equal(rollout["responses"].cpu(), sampled.repeat(4, 1))  # KL still covers every sampled token
+    assert RolloutStats.of(rollout).valid_fraction == (1.0 if stop_at_eos or task is None else 0.0)
+    assert torch.equal(rollout.responses.cpu(), sampled.repeat(4, 1))  # KL still covers every sampled token
 
 
 @pytest.mark.parametrize(("sampling_dtype", "autocast"), [("float32", None), ("bfloat16", torch.bfloat16)])
 def test_rollouts_sample_in_the_sampling_dtype_and_score_in_fp32(
     tiny_tokenizer, tmp_path, monkeypatch, sampling_dtype, autocast
 ):
-    from ziegler_trl.ppo import trainer as trainer_module
+    from ziegler_trl.ppo import rollout as rollout_module
 
     seen = []
 
@@ -134,14 +153,15 @@ def test_rollouts_sample_in_the_sampling_dtype_and_score_in_fp32(
         seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
         return generate_responses(model, queries, *args)
 
-    generate_responses = trainer_module.generate_responses
-    monkeypatch.setattr(trainer_module, "generate_responses", generate)
+    generate_responses = rollout_module.generate_responses
+    monkeypatch.setattr(rollout_module, "generate_responses", generate)
     trainer = make_trainer(tiny_tokenizer, tmp_path, sampling_dtype=sampling_dtype)
-    rollout = trainer._rollout([trainer.train_dataset[i] for i in range(4)])
+    rollout = collect(trainer, [trainer.train_dataset[i] for i in range(4)])
     assert seen == [autocast]
     # only `generate` runs in bf16: log-probs, values and the KL stay fp32 and finite
     for key in ("logprobs", "values", "rewards"):
-        assert rollout[key].dtype == torch.float32 and torch.isfinite(rollout[key]).all(), key
+        tensor = getattr(rollout, key)
+        assert tensor.dtype == torch.float32 and torch.isfinite(tensor).all(), key
     assert not torch.is_autocast_enabled("cpu")
 
 
@@ -314,8 +334,9 @@ def test_frozen_block_cache_trains_exactly_like_full_forwards(tiny_tokenizer, tm
                                cache_frozen_blocks=cache, **extra)
         trainer.train()
         wrapper = trainer.accelerator.unwrap_model(trainer.model)
-        assert wrapper.cached_blocks == (2 if cache else 0)
-        assert ("rows" in trainer._buffer[0]) == cache == (trainer._frozen_hidden is not None)
+        assert (trainer.block_cache.policy_blocks if trainer.block_cache else 0) == (2 if cache else 0)
+        assert cache_used_by_the_epochs(trainer) == cache == (trainer.block_cache is not None
+                                                               and trainer.block_cache.hidden is not None)
         runs[cache] = (wrapper.state_dict(), [e["objective/kl"] for e in rollout_logs(trainer)])
     assert runs[True][1] == pytest.approx(runs[False][1], abs=1e-5)
     for name, weight in runs[True][0].items():
@@ -336,12 +357,12 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
     ))
     freeze_bottom_layers(gpt2, 1)
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=gpt2, total_episodes=4)
-    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 2
+    assert trainer.block_cache.policy_blocks == 2
     with caplog.at_level("WARNING"):
         trainer.train()
     assert "differs from its full forward" in caplog.text and "run full forwards instead" in caplog.text
-    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0
-    assert "rows" not in trainer._buffer[0] and trainer._frozen_hidden is None
+    assert trainer.block_cache.policy_blocks == 0
+    assert not cache_used_by_the_epochs(trainer) and trainer.block_cache.hidden is None
 
 
 def _reward_model_sharing_bottom(tokenizer, policy, **config):
@@ -386,7 +407,7 @@ def test_reward_from_the_cache_reads_each_truncated_response_at_its_last_token(t
     policy = _frozen_bottom_llama(tiny_tokenizer)
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, response_length=8,
                            reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy))
-    assert trainer._reward_cached_blocks == 2
+    assert trainer.block_cache.reward_blocks == 2
     rows = [trainer.train_dataset[i] for i in range(4)]
     pad = tiny_tokenizer.pad_token_id
     torch.manual_seed(0)
@@ -399,12 +420,14 @@ def test_reward_from_the_cache_reads_each_truncated_response_at_its_last_token(t
     input_ids = torch.cat([query_ids, responses], dim=1)
     attention_mask = torch.cat([query_mask, torch.ones_like(responses)], dim=1)
     with torch.no_grad():
-        *_, hidden = trainer.model(input_ids, attention_mask, 8, return_frozen_hidden=True)
-        lengths = trainer._rollout_layout_lengths(rows, responses, truncated)
+        hidden = trainer.model(input_ids, attention_mask, 8, cached_blocks=2).frozen_hidden
+        lengths = rollout_layout_lengths(rows, responses, truncated, pad)
         assert lengths.tolist() == [8, 3, 0, 5]
-        potentials = trainer._potentials_from_frozen_hidden(hidden, attention_mask, lengths)
+        potentials = trainer.block_cache.potentials_from_hidden(
+            trainer.reward_model, hidden, attention_mask, lengths, 8, trainer.rollout_setup.forward_batch_size
+        )
     reward_ids = [r["reward_ids"] for r in rows]
-    full = trainer._score(reward_ids, truncated)
+    full = trainer.reward_source.score(reward_ids, truncated)
     torch.testing.assert_close(potentials[:, -1], full, atol=1e-5, rtol=0)
     assert len(set(full.tolist())) == 4
     # every prefix: column t scores the query and the first t tokens, past the response's end its whole score
@@ -417,9 +440,9 @@ def test_reward_from_the_cache_reads_each_truncated_response_at_its_last_token(t
 
     inner_pad = truncated.clone()
     inner_pad[1, 1] = pad  # the reward model's sequence drops it: not the rollout's layout
-    assert trainer._rollout_layout_lengths(rows, responses, inner_pad) is None
+    assert rollout_layout_lengths(rows, responses, inner_pad, pad) is None
     prefixed = [{**r, "reward_ids": r["reward_ids"][1:]} for r in rows]  # e.g. a task prefix
-    assert trainer._rollout_layout_lengths(prefixed, responses, truncated) is None
+    assert rollout_layout_lengths(prefixed, responses, truncated, pad) is None
 
 
 def test_potential_shaping_spreads_the_score_and_keeps_the_return_from_the_first_token(tiny_tokenizer, tmp_path):
@@ -433,17 +456,15 @@ def test_potential_shaping_spreads_the_score_and_keeps_the_return_from_the_first
                                reward_shaping="potential", cache_frozen_blocks=cache, response_length=8)
         rows = [trainer.train_dataset[i] for i in range(4)]
         torch.manual_seed(0)
-        rollout = trainer._rollout(rows)
-        assert trainer._metrics["ppo/reward_cached_blocks"] == [2 if cache else 0]
-        rollouts[cache] = rollout["rewards"]
+        rollout = collect(trainer, rows)
+        assert rollout.reward_cached_blocks == (2 if cache else 0)
+        rollouts[cache] = rollout.rewards
     pad = tiny_tokenizer.pad_token_id
-    with torch.no_grad():
-        ref_logits = trainer._forward_reference(rollout["input_ids"], rollout["attention_mask"])
-    kl_part = -0.1 * (rollout["logprobs"] - logprobs_from_logits(ref_logits, rollout["responses"], 0.7))
+    kl_part = -0.1 * (rollout.logprobs - logprobs_from_logits(rho_logits(trainer, rollout), rollout.responses, 0.7))
     reward_ids = [r["reward_ids"] for r in rows]
-    scores = score_sequences(trainer.reward_model, [q + r.tolist() for q, r in zip(reward_ids, rollout["responses"])], pad)
+    scores = score_sequences(trainer.reward_model, [q + r.tolist() for q, r in zip(reward_ids, rollout.responses)], pad)
     start = score_sequences(trainer.reward_model, reward_ids, pad)
-    shaped = rollout["rewards"] - kl_part
+    shaped = rollout.rewards - kl_part
     torch.testing.assert_close(shaped.sum(dim=1), scores - start, atol=1e-5, rtol=0)
     assert (shaped[:, :-1].abs() > 1e-4).all()  # the score is spread over the tokens, not put at the last one
     torch.testing.assert_close(rollouts[True], rollouts[False], atol=1e-5, rtol=0)
@@ -460,13 +481,13 @@ def test_reward_model_with_other_bottom_blocks_or_outputs_is_scored_whole(tiny_t
     with torch.no_grad():
         other.model.layers[1].mlp.up_proj.weight.add_(0.01)
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, reward_model=other)
-    assert trainer._reward_cached_blocks == 0
+    assert trainer.block_cache.reward_blocks == 0
 
     # Same weights but another norm epsilon: the hidden states differ, which only the first rollout's check sees.
     policy = _frozen_bottom_llama(tiny_tokenizer)
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=policy, reward_fn=None, total_episodes=8,
                            reward_model=_reward_model_sharing_bottom(tiny_tokenizer, policy, rms_norm_eps=0.5))
-    assert trainer._reward_cached_blocks == 2
+    assert trainer.block_cache.reward_blocks == 2
     with caplog.at_level("WARNING"):
         trainer.train()
     assert "scores differently from its own forward" in caplog.text and "it runs whole instead" in caplog.text
@@ -478,4 +499,4 @@ def test_reward_model_with_other_bottom_blocks_or_outputs_is_scored_whole(tiny_t
 def test_frozen_block_cache_is_off_where_it_would_not_be_exact(tiny_tokenizer, tmp_path, setting):
     """Dropout makes the frozen blocks' output random; gradient checkpointing may need the embeddings' grad hook."""
     trainer = make_trainer(tiny_tokenizer, tmp_path, model=_frozen_bottom_llama(tiny_tokenizer), **setting)
-    assert trainer.accelerator.unwrap_model(trainer.model).cached_blocks == 0
+    assert trainer.block_cache is None

@@ -10,11 +10,11 @@ import torch
 from datasets import Dataset
 
 from tests.conftest import tiny_llama
-from tests.test_ppo_trainer import make_trainer
+from tests.test_ppo_trainer import collect, make_trainer
 from ziegler_trl.errors import UserInputError
 from ziegler_trl.ppo import ZieglerPPOConfig
-from ziegler_trl.ppo import trainer as trainer_module
-from ziegler_trl.ppo.sign_checks import KLProbe, LabelAgreement
+from ziegler_trl.ppo import rollout as rollout_module
+from ziegler_trl.ppo.checks import KLProbe, LabelAgreement, check_reward_on_labels
 from ziegler_trl.reward.held_out import HELD_OUT_LABELS_FILE
 
 HAPPY, SAD = "happy good great day", "sad bad terrible day"
@@ -22,8 +22,8 @@ HAPPY, SAD = "happy good great day", "sad bad terrible day"
 
 def swapped_per_token_rewards(monkeypatch):
     """The rollout's call with π and ρ swapped, as a slip at the call site would do."""
-    original = trainer_module.per_token_rewards
-    monkeypatch.setattr(trainer_module, "per_token_rewards",
+    original = rollout_module.per_token_rewards
+    monkeypatch.setattr(rollout_module, "per_token_rewards",
                         lambda scores, logprobs, ref_logprobs, *rest: original(scores, ref_logprobs, logprobs, *rest))
 
 
@@ -57,8 +57,8 @@ def test_the_probe_rides_along_and_leaves_the_rollouts_rewards_as_they_were(tiny
         with pytest.raises(RuntimeError, match="KL penalty sign check failed"):
             probe.check(*flipped, 0.3)
     trainer = make_trainer(tiny_tokenizer, tmp_path)
-    rollout = trainer._rollout([trainer.train_dataset[i] for i in range(4)])
-    assert rollout["rewards"].shape == rollout["logprobs"].shape == (4, 6)
+    rollout = collect(trainer, [trainer.train_dataset[i] for i in range(4)])
+    assert rollout.rewards.shape == rollout.logprobs.shape == (4, 6)
 
 
 def test_exact_binomial_tails():
@@ -91,7 +91,7 @@ def test_reward_check_refuses_only_significantly_worse_than_chance(tiny_tokenize
     assert "not significantly better (one-sided exact binomial p = 0.997 > 0.01)" in caplog.text
     caplog.clear()
     labels, reward = labels_with_accuracy(12)
-    with caplog.at_level(logging.INFO, logger="ziegler_trl.ppo.trainer"):
+    with caplog.at_level(logging.INFO, logger="ziegler_trl.ppo.checks"):
         make_trainer(tiny_tokenizer, tmp_path, reward_fn=reward, eval_labels=labels)
     assert "Reward check passed: the reward picks the labeled best in 60.0% of 20" in caplog.text
     caplog.clear()
@@ -112,7 +112,8 @@ def test_an_honest_weak_reward_model_passes(tiny_tokenizer, tmp_path):
     trainer = make_trainer(tiny_tokenizer, tmp_path)
     for hits in hits_per_set:
         labels, _ = labels_with_accuracy(hits)
-        trainer._check_reward_on_labels(labels, "set")  # raises only when significantly worse than chance
+        # raises only when significantly worse than chance
+        check_reward_on_labels(labels, "set", trainer.reward_source.score_comparisons, trainer.args.reward_check_alpha)
 
 
 def happy_labels(n: int, seed: int = 0) -> Dataset:
@@ -156,7 +157,7 @@ def test_a_negated_reward_model_is_refused_by_its_own_held_out_labels(reward_fol
 
     from ziegler_trl.models import load_reward_model
 
-    with caplog.at_level(logging.INFO, logger="ziegler_trl.ppo.trainer"):
+    with caplog.at_level(logging.INFO, logger="ziegler_trl.ppo.checks"):
         make_trainer(tiny_tokenizer, tmp_path, reward_fn=None, reward_model=str(reward_folder))
     assert "Reward check passed: the reward picks the labeled best in" in caplog.text
     assert str(reward_folder / HELD_OUT_LABELS_FILE) in caplog.text

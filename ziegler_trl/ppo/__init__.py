@@ -1,4 +1,5 @@
-"""The paper's PPO on current TRL: KL controllers, ZieglerPPOConfig and ZieglerPPOTrainer (imported on first use)."""
+"""The paper's PPO on current TRL: KL controllers, ZieglerPPOConfig and ZieglerPPOTrainer, and the steps of an update
+(rollout, minibatches, the frozen-block cache) as public pieces (imported on first use)."""
 
 from ..lazy import lazy_exports
 
@@ -10,7 +11,10 @@ _EXPORTS = {
         ".core",
     ),
     **dict.fromkeys(["AdaptiveKLCallback", "AdaptiveKLController", "FixedKLController"], ".kl_control"),
-    "PolicyAndValue": ".policy_value",
+    **dict.fromkeys(["PolicyAndValue", "PolicyValueOutput"], ".policy_value"),
+    **dict.fromkeys(["Rollout", "RolloutStats", "collect_rollout"], ".rollout"),
+    "ppo_minibatches": ".buffer",
+    "FrozenBlockCache": ".block_cache",
     "TFAdam": ".tf_adam",
     "NonFiniteError": ".trainer",
     "ZieglerPPOTrainer": ".trainer",

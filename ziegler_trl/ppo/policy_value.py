@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +24,14 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 VALUE_MODEL_DIR = "value_model"
 
 
+class PolicyValueOutput(NamedTuple):
+    """One forward of π and V over left-padded query ‖ response (T response tokens)."""
+
+    logits: torch.Tensor  # [B, T, V]: the logits predicting each response token
+    values: torch.Tensor  # [B, T]: V of the state (x, y_<t), fp32
+    frozen_hidden: torch.Tensor | None  # [B, L, d] entering block `cached_blocks`, on a full forward with them > 0
+
+
 class PolicyAndValue(nn.Module):
     def __init__(self, policy: PreTrainedModel, value_model: PreTrainedModel | None = None):
         super().__init__()
@@ -33,7 +42,6 @@ class PolicyAndValue(nn.Module):
         trunk_param = next((value_model or policy).parameters())
         self.value_head = init_value_head(nn.Linear(trunk_config.hidden_size, 1))
         self.value_head.to(device=trunk_param.device, dtype=trunk_param.dtype)
-        self.cached_blocks = 0  # frozen bottom policy blocks `forward` may skip; set by the trainer
 
     @property
     def config(self):
@@ -72,29 +80,30 @@ class PolicyAndValue(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         response_length: int,
+        cached_blocks: int = 0,
         frozen_hidden: torch.Tensor | None = None,
-        return_frozen_hidden: bool = False,
-    ) -> tuple[torch.Tensor, ...]:
-        """(logits [B, T, V] predicting the T response tokens, values [B, T]) for left-padded query ‖ response.
+    ) -> PolicyValueOutput:
+        """Logits and values over the response of left-padded query ‖ response.
 
         The value at response position t is read from the same hidden state that predicts token t, i.e. it values
         the state (x, y_<t).
 
-        With `cached_blocks` = n > 0 (the policy's bottom n blocks are frozen): `return_frozen_hidden` adds the
-        hidden states entering block n [B, L, d] to the outputs, and given back as `frozen_hidden` they replace the
-        embeddings and the bottom n blocks, which then do not run (the PPO epochs reuse the rollout's).
+        `cached_blocks` = n > 0 (the policy's bottom n blocks are frozen, see `block_cache`): a full forward also
+        returns the hidden states entering block n, and given back as `frozen_hidden` they replace the embeddings and
+        the bottom n blocks, which then do not run (the PPO epochs reuse the rollout's).
         """
         position_ids = position_ids_from_mask(attention_mask)
         shared = self.value_model is None
+        keep_hidden = cached_blocks > 0 and frozen_hidden is None
         policy_inputs = {"input_ids": input_ids}
         skip = contextlib.nullcontext()
         if frozen_hidden is not None:
             policy_inputs = {"inputs_embeds": frozen_hidden}
-            skip = blocks_from(self.policy, self.cached_blocks)
+            skip = blocks_from(self.policy, cached_blocks)
         with skip:
             out = self.policy(
                 **policy_inputs, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=response_length + 1, output_hidden_states=shared or return_frozen_hidden,
+                logits_to_keep=response_length + 1, output_hidden_states=shared or keep_hidden,
                 use_cache=False,
             )
         if shared:
@@ -105,9 +114,7 @@ class PolicyAndValue(nn.Module):
                 logits_to_keep=1, output_hidden_states=True, use_cache=False,
             ).hidden_states[-1]
         values = self.value_head(hidden[:, -response_length - 1 : -1]).squeeze(-1).float()
-        if return_frozen_hidden:
-            return out.logits[:, :-1], values, out.hidden_states[self.cached_blocks]
-        return out.logits[:, :-1], values
+        return PolicyValueOutput(out.logits[:, :-1], values, out.hidden_states[cached_blocks] if keep_hidden else None)
 
     @property
     def has_adapters(self) -> bool:
@@ -148,7 +155,9 @@ class PolicyAndValue(nn.Module):
                 raise ValueError(f"{folder}/{VALUE_MODEL_DIR}: missing {missing}, unexpected {unexpected}")
 
 
-def split_state_dict(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, dict[str, torch.Tensor]]:
+def split_state_dict(
+    state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]
+) -> dict[str, dict[str, torch.Tensor]]:
     """{prefix: {key without "prefix.": tensor}} for the given submodule names; other keys are an error."""
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state_dict.items():

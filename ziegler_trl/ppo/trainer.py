@@ -1,23 +1,22 @@
-"""ZieglerPPOTrainer: the PPO of Ziegler et al. (2019) on TRL's trainer base.
+"""ZieglerPPOTrainer: the PPO of Ziegler et al. (2019) on TRL's trainer base; only the Trainer's hooks live here.
 
 Like TRL's online trainers, the Trainer loop is left in charge of optimizer steps, gradient accumulation,
 checkpointing, logging and the accelerate/DeepSpeed plumbing. The dataloader hands `_prepare_inputs` one rollout
-batch of prompts, repeated once per micro-step of the update; the first time it is seen we sample responses, score
-them, build the per-token rewards and cut the batch into `num_ppo_epochs` freshly shuffled passes of
-minibatches; every micro-step then trains on its slice of that buffer.
+batch of prompts, repeated once per micro-step of the update; the first time it is seen `_rollout` samples and
+scores it with eq. 2's per-token rewards (`rollout.collect_rollout`), logs it, adapts β (`kl_control`) and cuts it
+into `num_ppo_epochs` freshly shuffled passes of minibatches (`buffer.ppo_minibatches`); every micro-step then
+trains on its slice of that buffer (`compute_loss`, the clipped losses of `core`).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-import contextlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -38,37 +37,14 @@ from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
 from ..checkpoints import AtomicCheckpoints
-from ..errors import UserInputError
-from ..models import (
-    blocks_from,
-    disable_dropout,
-    frozen_bottom_count,
-    load_policy,
-    load_reward_model,
-    load_tokenizer,
-    sampling_dtype,
-    score_head,
-    shares_bottom_blocks,
-)
+from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer, sampling_dtype
 from ..non_finite import NonFiniteError, NonFiniteGuard
-from ..reward.held_out import load_held_out_labels
-from ..reward.labels import validate_label_rows
-from ..reward.scoring import reward_sequence, score_prefixes, score_sequences
-from ..reward.trainer import tokenize_comparison
-from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
-from ..tasks import TaskSpec, format_query, get_task, truncate_responses
+from ..sampling import RANK_SEED_STRIDE
+from .block_cache import FrozenBlockCache
+from .buffer import loss_inputs, ppo_minibatches
+from .checks import check_reward
 from .config import ZieglerPPOConfig
-from .core import (
-    entropy,
-    explained_variance,
-    gae,
-    logprobs_from_logits,
-    per_token_rewards,
-    policy_loss,
-    position_ids_from_mask,
-    value_loss,
-    whiten,
-)
+from .core import entropy, explained_variance, logprobs_from_logits, policy_loss, value_loss
 from .kl_control import (
     AdaptiveKLController,
     FixedKLController,
@@ -78,13 +54,13 @@ from .kl_control import (
 )
 from .lr_schedule import hold_within_updates
 from .policy_value import PolicyAndValue
+from .prompts import sampling_task, tokenize_prompts
+from .reward_source import RewardFn, RewardSource, decode_episodes
+from .rollout import Rollout, RolloutModels, RolloutSetup, RolloutStats, collect_rollout
 from .rollout_sampler import RolloutSampler
-from .sign_checks import KLProbe, LabelAgreement
 from .tf_adam import tf_adam_for
 
 logger = logging.getLogger(__name__)
-
-RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
 __all__ = ["NonFiniteError", "ZieglerPPOTrainer"]
 
@@ -136,7 +112,9 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
     ):
         args = args or ZieglerPPOConfig(output_dir="ziegler-ppo")
         if args.log_completions and not is_rich_available():
-            raise ImportError("log_completions=True prints its table with `rich`: pip install rich, or set log_completions=False")
+            raise ImportError(
+                "log_completions=True prints its table with `rich`: pip install rich, or set log_completions=False"
+            )
         if (reward_model is None) == (reward_fn is None):
             raise ValueError("Give exactly one of `reward_model` (a scalar classifier) and `reward_fn` (a callable)")
         if args.reward_shaping == "potential" and reward_model is None:
@@ -168,12 +146,11 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
                 self.ref_model = copy.deepcopy(policy)
         else:
             self.ref_model = load_policy(ref_model, tokenizer) if isinstance(ref_model, str) else ref_model
-        # ρ made here from the policy (a copy, or the base under LoRA) shares its frozen bottom blocks' output.
-        self._ref_is_policy_copy = ref_model is None and not is_deepspeed_zero3_enabled()
         if isinstance(value_model, str):
             value_model = load_policy(value_model, tokenizer)
-        self.reward_model = load_reward_model(reward_model, tokenizer) if isinstance(reward_model, str) else reward_model
-        self.reward_fn = reward_fn
+        self.reward_model = reward_model
+        if isinstance(reward_model, str):
+            self.reward_model = load_reward_model(reward_model, tokenizer)
         for frozen in (self.ref_model, self.reward_model):
             if frozen is not None:
                 frozen.eval().requires_grad_(False)
@@ -182,11 +159,10 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
                 if module is not None:
                     disable_dropout(module)
 
-        self.sampling_task = self._sampling_task(args)
+        self.sampling_task = sampling_task(args)
         self.task = self.sampling_task if args.task else None
         self.temperature = self.sampling_task.temperature
-        self.response_length = self.sampling_task.response_length
-        train_dataset = self._prepare_dataset(train_dataset, tokenizer)
+        train_dataset = tokenize_prompts(train_dataset, tokenizer, self.task)
 
         super().__init__(
             model=PolicyAndValue(policy, value_model),
@@ -217,26 +193,29 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         self._merge_adapters = False  # set by save_model for the duration of a user's save
         self._window = {"episodes": 0, "start": time.perf_counter()}  # episodes/s between logs
 
-        wrapper = self.accelerator.unwrap_model(self.model)
-        # Not with sharded weights, nor with gradient checkpointing (it may need inputs that require grad, which the
-        # skipped embeddings' hook would have set; and it trades memory for compute, the cache the other way).
-        sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled
-        if args.cache_frozen_blocks and args.disable_dropout and not (sharded or args.gradient_checkpointing):
-            wrapper.cached_blocks = frozen_bottom_count(wrapper.policy)
-        self._block_cache_checked = False
-        # A reward model trained from ρ with those blocks frozen too (the quickstart's head-only one) reads the same
-        # hidden states there: it starts from the policy's as well (checked on the first rollout, like the policy).
-        shared = self.reward_model is not None and wrapper.cached_blocks > 0
-        self._reward_cached_blocks = (
-            wrapper.cached_blocks
-            if shared and shares_bottom_blocks(wrapper.policy, self.reward_model, wrapper.cached_blocks) else 0
+        self.reward_source = RewardSource(tokenizer, args.rollout_forward_batch_size, self.reward_model, reward_fn)
+        device = self.accelerator.device
+        self.rollout_setup = RolloutSetup(
+            task=self.sampling_task, tokenizer=tokenizer, device=device,
+            forward_batch_size=args.rollout_forward_batch_size,
+            invalid_penalty=self.task.penalty_reward if self.task is not None and args.penalize_invalid else None,
+            potential_shaping=args.reward_shaping == "potential",
+            sampling_dtype=sampling_dtype(device, args.sampling_dtype), precision=self.accelerator.autocast,
         )
-        self._reward_cache_checked = False
-        self._frozen_hidden: torch.Tensor | None = None  # of the current rollout: [local batch, L, d]
+        # A CPU speed-up (block_cache): not with sharded weights, nor with gradient checkpointing (it may need inputs
+        # that require grad, which the skipped embeddings' hook would have set; and it trades memory for compute, the
+        # cache the other way), nor with dropout (the frozen blocks' output would be random).
+        sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled
+        self.block_cache: FrozenBlockCache | None = None
+        if args.cache_frozen_blocks and args.disable_dropout and not (sharded or args.gradient_checkpointing):
+            # ρ made here from the policy (a copy, or the base under LoRA) shares its frozen bottom blocks' output.
+            reference_is_policy = ref_model is None and not is_deepspeed_zero3_enabled()
+            self.block_cache = FrozenBlockCache.for_models(policy, self.reward_model, reference_is_policy)
 
-        self._check_reward(eval_labels, reward_model)
+        check_reward(args.reward_check, args.reward_check_alpha, eval_labels, reward_model,
+                     self.reward_source.score_comparisons)
 
-    # ----- data -----
+    # ----- models and data -----
 
     def _prepare_frozen(self, model: PreTrainedModel):
         """ρ and the reward model only run inference: under DeepSpeed an inference engine (ZeRO-3 shards it like the
@@ -246,42 +225,6 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         if self.is_fsdp_enabled:
             return prepare_fsdp(model, self.accelerator)
         return model.to(self.accelerator.device)
-
-    @staticmethod
-    def _sampling_task(args: ZieglerPPOConfig) -> TaskSpec:
-        """The TaskSpec responses are sampled and cut by: the task's, with the config's overrides; or a bare one
-        (no truncate token: whole responses, cut at EOS only with `stop_at_eos`)."""
-        names = ("response_length", "temperature", "stop_at_eos")
-        overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-        if args.task:
-            return dataclasses.replace(get_task(args.task), **overrides)
-        if args.response_length is None or args.temperature is None:
-            raise ValueError("Without `task`, set both `response_length` and `temperature` in ZieglerPPOConfig")
-        return TaskSpec("prompt", 0, truncate_token="", truncate_after=0, **overrides)
-
-    def _prepare_dataset(self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
-        """Tokenize into `query_ids` (what π reads) and `reward_ids` (what the reward model reads before y)."""
-        columns = dataset.column_names
-        if "prompt" in columns:
-            def encode(row):
-                prompt = row["prompt"]
-                if isinstance(prompt, list):
-                    prompt = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                ids = tokenizer.encode(prompt, add_special_tokens=False)
-                return {"query_ids": ids, "reward_ids": ids}
-        elif "text" in columns and self.task is not None:
-            def encode(row):
-                query = format_query(row["text"], self.task, tokenizer)
-                return {"query_ids": query.ids if query else [], "reward_ids": query.reward_ids if query else []}
-        else:
-            raise ValueError(
-                f"train_dataset needs a `prompt` column (TRL prompt dataset) or a `text` column with `task` set; "
-                f"got columns {columns} and task={self.task.name if self.task else None}"
-            )
-        prepared = dataset.map(encode, remove_columns=columns).filter(lambda row: len(row["query_ids"]) > 0)
-        if len(prepared) == 0:
-            raise ValueError(f"No usable query in train_dataset ({len(dataset)} rows): all were empty or rejected by the task")
-        return prepared
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -316,7 +259,7 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
             self._step = self.state.global_step * self.args.gradient_accumulation_steps
             self._window = {"episodes": 0, "start": time.perf_counter()}
         if self._step % self._micro_steps_per_update == 0 or self._buffer is None:
-            self._buffer = self._minibatches(self._rollout(rollout_prompts))
+            self._buffer = self._rollout(rollout_prompts)
         return self._buffer[self._step % self._micro_steps_per_update]
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -339,276 +282,66 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as wrapper:
             yield wrapper.policy
 
-    def _sampling_precision(self) -> contextlib.AbstractContextManager:
-        """Autocast to `args.sampling_dtype` around `generate` (nothing for float32: the training precision holds)."""
-        device = self.accelerator.device
-        dtype = sampling_dtype(device, self.args.sampling_dtype)
-        if dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=dtype)
-
-    def _forward_reference(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frozen_hidden: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Logits of ρ over the response positions (the policy with LoRA adapters off, under PEFT). `frozen_hidden`:
-        the policy's hidden states entering its first trainable block, which are ρ's too when ρ is the policy's copy
-        (or the policy without adapters): ρ then starts there."""
-        wrapper = self.accelerator.unwrap_model(self.model)
-        model = self.ref_model if self.ref_model is not None else wrapper.policy
-        inputs = {"input_ids": input_ids} if frozen_hidden is None else {"inputs_embeds": frozen_hidden}
-        with contextlib.ExitStack() as stack:
-            if frozen_hidden is not None:
-                stack.enter_context(blocks_from(model, wrapper.cached_blocks))
-            if self.ref_model is None:
-                stack.enter_context(model.disable_adapter())
-            return model(
-                **inputs, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
-                logits_to_keep=self.response_length + 1, use_cache=False,
-            ).logits[:, :-1]
-
-    def _score(self, reward_ids: list[list[int]], responses: torch.Tensor) -> torch.Tensor:
-        """r(x, y) of truncated responses; reward models read query content ‖ response without pads."""
-        pad = self.processing_class.pad_token_id
-        if self.reward_model is not None:
-            sequences = [reward_sequence(q, r.tolist(), pad) for q, r in zip(reward_ids, responses)]
-            return score_sequences(self.reward_model, sequences, pad, self.args.rollout_forward_batch_size)
-        prompts, completions = self._texts(reward_ids, responses)
-        scores = list(self.reward_fn(prompts, completions))
-        if len(scores) != len(prompts):
-            raise ValueError(f"reward_fn returned {len(scores)} scores for {len(prompts)} completions")
-        return torch.tensor([float(s) for s in scores])
-
-    def _texts(self, reward_ids: list[list[int]], responses: torch.Tensor) -> tuple[list[str], list[str]]:
-        pad = self.processing_class.pad_token_id
-        prompts = self.processing_class.batch_decode(reward_ids)
-        completions = self.processing_class.batch_decode([[t for t in r.tolist() if t != pad] for r in responses])
-        return prompts, completions
+    def rollout_models(self) -> RolloutModels:
+        """The models `collect_rollout` runs for this trainer."""
+        return RolloutModels(
+            self.accelerator.unwrap_model(self.model), self.ref_model, self.reward_source, self._policy_for_generation
+        )
 
     @torch.no_grad()
-    def _rollout(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        """Sample, score and reward one local rollout batch; update β from the KL of all ranks."""
-        device, args = self.accelerator.device, self.args
-        wrapper = self.accelerator.unwrap_model(self.model)
-        pad = self.processing_class.pad_token_id
-        queries = [row["query_ids"] for row in rows]
-        # Mixed precision (bf16 on GPUs) for sampling and every frozen forward too, not only the training step.
-        with self.accelerator.autocast():
-            with self._policy_for_generation() as policy, self._sampling_precision():
-                responses = generate_responses(policy, queries, self.sampling_task, pad).to(device)
-
-            query_ids, query_mask = pad_left(queries, pad)
-            input_ids = torch.cat([query_ids.to(device), responses], dim=1)
-            attention_mask = torch.cat([query_mask.to(device), torch.ones_like(responses)], dim=1)
-            if wrapper.cached_blocks and not self._block_cache_checked:
-                self._check_block_cache(wrapper, input_ids[:2], attention_mask[:2])
-            cache = wrapper.cached_blocks > 0
-            logprobs, ref_logprobs, values, frozen_hidden = [], [], [], []
-            for start in range(0, len(rows), args.rollout_forward_batch_size):
-                chunk = slice(start, start + args.rollout_forward_batch_size)
-                logits, chunk_values, *hidden = wrapper(
-                    input_ids[chunk], attention_mask[chunk], self.response_length, return_frozen_hidden=cache
-                )
-                logprobs.append(logprobs_from_logits(logits, responses[chunk], self.temperature))
-                values.append(chunk_values)
-                frozen_hidden += hidden
-                shared_bottom = hidden[0] if hidden and self._ref_is_policy_copy else None
-                ref_logits = self._forward_reference(input_ids[chunk], attention_mask[chunk], shared_bottom)
-                ref_logprobs.append(logprobs_from_logits(ref_logits, responses[chunk], self.temperature))
-            logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
-            frozen_hidden = torch.cat(frozen_hidden) if frozen_hidden else None
-
-            truncated, valid = truncate_responses(responses.cpu(), self.sampling_task, self.processing_class)
-            reward_ids = [row["reward_ids"] for row in rows]
-            raw_scores, potentials, from_cache = self._score_rollout(
-                rows, responses, truncated, attention_mask, frozen_hidden
-            )
-        if self.task is not None and self.args.penalize_invalid:
-            scores = torch.where(valid.to(device), raw_scores, torch.full_like(raw_scores, self.task.penalty_reward))
-        else:
-            scores = raw_scores
-
+    def _rollout(self, rows: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """One PPO update's training data from one local rollout batch of prompts."""
+        args = self.args
+        # 1-2. sample y ~ π, score r(x, y) and build the per-token rewards of eq. 2 with the KL penalty at the current β
         kl_coef = self.kl_controller.value
-        probe = KLProbe.around(scores, logprobs, ref_logprobs, potentials)  # checks the sign of this very call
-        rewards, kl_penalty = per_token_rewards(
-            probe.scores, probe.logprobs, probe.ref_logprobs, kl_coef, probe.potentials
-        )
-        rewards, kl_penalty = probe.check(rewards, kl_penalty, kl_coef)
-        sequence_kl = (logprobs - ref_logprobs).sum(dim=1)
-        local = torch.stack([
-            sequence_kl.mean(), (-logprobs.sum(dim=1)).mean(), scores.mean(), (scores + kl_penalty.sum(dim=1)).mean(),
-            valid.float().mean().to(device), values.mean(),
-            sum((~torch.isfinite(t)).sum() for t in (scores, logprobs, ref_logprobs, values)).float(),
-        ])
-        mean_kl, neg_logp, mean_score, score_total, valid_frac, mean_value, bad = (
-            self.accelerator.reduce(local, reduction="mean").tolist()
-        )
-        if bad > 0 or not all(math.isfinite(v) for v in (mean_kl, mean_score, score_total)):
-            self._stop_on_non_finite("rollout (scores, log-probs or values)", mean_kl=mean_kl, mean_score=mean_score)
-        self.kl_controller.update(mean_kl, args.rollout_batch_size)
-        if isinstance(self.kl_controller, AdaptiveKLController) and mean_kl > args.kl_warn_factor * args.kl_target:
+        rollout = collect_rollout(rows, self.rollout_models(), self.rollout_setup, kl_coef, self.block_cache)
+        # 3. statistics over the episodes of all ranks
+        stats = RolloutStats.of(rollout, lambda local: self.accelerator.reduce(local, reduction="mean"))
+        if stats.non_finite > 0 or not all(math.isfinite(v) for v in (stats.kl, stats.score, stats.score_total)):
+            self._stop_on_non_finite("rollout (scores, log-probs or values)", mean_kl=stats.kl, mean_score=stats.score)
+        self._record_rollout(rollout, stats)
+        # 4. adapt β toward the KL target
+        self.kl_controller.update(stats.kl, args.rollout_batch_size)
+        if isinstance(self.kl_controller, AdaptiveKLController) and stats.kl > args.kl_warn_factor * args.kl_target:
             logger.warning(
-                f"KL(π‖ρ) = {mean_kl:.2f} nats exceeds {args.kl_warn_factor}× the target {args.kl_target} at step "
+                f"KL(π‖ρ) = {stats.kl:.2f} nats exceeds {args.kl_warn_factor}× the target {args.kl_target} at step "
                 f"{self.state.global_step} (β = {kl_coef:.4f})"
             )
+        # 5. minibatches with their advantages and returns, for every micro-step of the update
+        plan = ppo_minibatches(
+            rollout.rewards, rollout.values, num_epochs=args.num_ppo_epochs, num_minibatches=args.num_mini_batches,
+            micro_batch_size=args.per_device_train_batch_size, gamma=args.gamma, lam=args.lam,
+            whiten_rewards=args.whiten_rewards,
+        )
+        r = rollout
+        return [loss_inputs(mb, r.input_ids, r.attention_mask, r.responses, r.logprobs, r.values) for mb in plan]
 
+    def _record_rollout(self, rollout: Rollout, stats: RolloutStats) -> None:
+        """The rollout's metrics for the next log, and its first episodes for `log_completions`."""
         metrics = {
-            "objective/kl": mean_kl, "objective/kl_coef": kl_coef, "objective/entropy": neg_logp,
-            "objective/scores": mean_score, "objective/score_total": score_total,
-            "objective/valid_fraction": valid_frac, "ppo/val/mean": mean_value,
-            "ppo/cached_frozen_blocks": wrapper.cached_blocks,  # > 0: the epochs skip these blocks
-            "ppo/reward_cached_blocks": self._reward_cached_blocks if from_cache else 0,
+            "objective/kl": stats.kl, "objective/kl_coef": rollout.kl_coef, "objective/entropy": stats.entropy,
+            "objective/scores": stats.score, "objective/score_total": stats.score_total,
+            "objective/valid_fraction": stats.valid_fraction, "ppo/val/mean": stats.value,
+            "ppo/cached_frozen_blocks": rollout.cached_blocks,  # > 0: the epochs skip these blocks
+            "ppo/reward_cached_blocks": rollout.reward_cached_blocks,
         }
         for key, value in metrics.items():
             self._metrics[key].append(value)
-        self._episodes += args.rollout_batch_size
-        self._window["episodes"] += args.rollout_batch_size
-        n = args.num_completions_to_print
-        prompts, completions = self._texts(reward_ids[:n], truncated[:n])
+        self._episodes += self.args.rollout_batch_size
+        self._window["episodes"] += self.args.rollout_batch_size
+        n = self.args.num_completions_to_print
+        prompts, completions = decode_episodes(self.processing_class, rollout.reward_ids[:n], rollout.truncated[:n])
         self._samples = {
             "prompt": prompts, "completion": completions,
-            "score": scores[:n].tolist(), "kl": sequence_kl[:n].tolist(),
+            "score": rollout.scores[:n].tolist(), "kl": rollout.sequence_kl[:n].tolist(),
         }
-        rollout = {
-            "input_ids": input_ids, "attention_mask": attention_mask, "responses": responses,
-            "logprobs": logprobs, "values": values, "rewards": rewards,
-        }
-        if frozen_hidden is not None:
-            rollout["frozen_hidden"] = frozen_hidden
-        return rollout
-
-    def _rollout_layout_lengths(
-        self, rows: list[dict], responses: torch.Tensor, truncated: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Lengths of the truncated responses when what the reward model reads (query content ‖ truncated response
-        without pads, `reward_sequence`) is exactly the start of every rollout row; else None."""
-        if any(list(row["reward_ids"]) != list(row["query_ids"]) for row in rows):
-            return None  # a task prefix or suffix: the reward model reads other tokens
-        kept = truncated != self.processing_class.pad_token_id
-        lengths = kept.sum(dim=1)
-        prefix = torch.arange(truncated.shape[1]) < lengths[:, None]
-        if not torch.equal(kept, prefix) or not torch.equal(truncated[prefix], responses.cpu()[prefix]):
-            return None  # a pad token sampled inside a response: the reward model's sequence drops it
-        return lengths
-
-    def _score_rollout(
-        self,
-        rows: list[dict],
-        responses: torch.Tensor,
-        truncated: torch.Tensor,
-        attention_mask: torch.Tensor,
-        frozen_hidden: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-        """(r(x, y) [B], Φ [B, T+1] of every prefix under `reward_shaping="potential"` else None, whether the reward
-        model ran from the policy's cached hidden states)."""
-        device = attention_mask.device
-        reward_ids = [row["reward_ids"] for row in rows]
-        shaping = self.args.reward_shaping == "potential"
-        lengths = None
-        if frozen_hidden is not None and self._reward_cached_blocks:
-            lengths = self._rollout_layout_lengths(rows, responses, truncated)
-        if lengths is not None:
-            potentials = self._potentials_from_frozen_hidden(frozen_hidden, attention_mask, lengths)
-            full = None if self._reward_cache_checked else self._score(reward_ids, truncated).to(device)
-            if full is None or self._check_reward_cache(full, potentials[:, -1]):
-                return potentials[:, -1], potentials if shaping else None, True
-            if not shaping:  # the check's own whole-model scores serve this rollout
-                return full, None, False
-        if shaping:
-            potentials = score_prefixes(self.reward_model, reward_ids, truncated, self.processing_class.pad_token_id,
-                                        self.args.rollout_forward_batch_size).to(device)
-            return potentials[:, -1], potentials, False
-        return self._score(reward_ids, truncated).to(device), None, False
-
-    def _potentials_from_frozen_hidden(
-        self, frozen_hidden: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """Φ [B, T+1], the reward of every prefix (column t: the query and the first t response tokens; past the
-        truncated response's end, its whole score), from the policy's hidden states entering block n, the reward
-        model's too (same bottom blocks): it runs its blocks n.. over the rollout rows and its head reads every
-        position from the query's last token on (by causality nothing after a position counts)."""
-        model = self.reward_model
-        first = attention_mask.shape[1] - self.response_length - 1  # the query's last token: Φ(s_0)
-        potentials = []
-        with blocks_from(model, self._reward_cached_blocks):
-            for start in range(0, len(lengths), self.args.rollout_forward_batch_size):
-                chunk = slice(start, start + self.args.rollout_forward_batch_size)
-                mask = attention_mask[chunk]
-                hidden = model.base_model(
-                    inputs_embeds=frozen_hidden[chunk], attention_mask=mask,
-                    position_ids=position_ids_from_mask(mask), use_cache=False,
-                ).last_hidden_state
-                potentials.append(score_head(model)(hidden[:, first:]).squeeze(-1).float())
-        potentials = torch.cat(potentials)
-        steps = torch.arange(potentials.shape[1], device=potentials.device)
-        return potentials.gather(1, torch.minimum(steps, lengths.to(potentials.device)[:, None]))
-
-    def _check_reward_cache(self, full: torch.Tensor, cached: torch.Tensor) -> bool:
-        """Once per run: the reward model from cached hidden states must score like its own forward, else it runs
-        whole from now on. Returns whether the cached scores stand."""
-        self._reward_cache_checked = True
-        error, scale = (full - cached).abs().max().item(), max(full.abs().max().item(), 1.0)
-        if error > 1e-3 * scale:
-            logger.warning(
-                f"cache_frozen_blocks: the reward model ({type(self.reward_model).__name__}) from the policy's cached "
-                f"hidden states scores differently from its own forward (max |Δ| = {error:.3g}); it runs whole instead"
-            )
-            self._reward_cached_blocks = 0
-            return False
-        return True
-
-    @torch.no_grad()
-    def _check_block_cache(self, wrapper: PolicyAndValue, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """Once per run: the forward from cached hidden states must reproduce the full forward, else run full ones."""
-        self._block_cache_checked = True
-        logits, values, hidden = wrapper(input_ids, attention_mask, self.response_length, return_frozen_hidden=True)
-        cached_logits, cached_values = wrapper(input_ids, attention_mask, self.response_length, frozen_hidden=hidden)
-        error = max((logits - cached_logits).abs().max().item(), (values - cached_values).abs().max().item())
-        scale = max(logits.abs().max().item(), values.abs().max().item(), 1.0)
-        if error > 1e-3 * scale:
-            logger.warning(
-                f"cache_frozen_blocks: {type(wrapper.policy).__name__} from cached hidden states differs from its full "
-                f"forward (max |Δ| = {error:.3g}); the PPO epochs run full forwards instead"
-            )
-            wrapper.cached_blocks = 0
-
-    def _minibatches(self, rollout: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """All micro-batches of one update: per epoch a fresh shuffle into minibatches, each with its own GAE and
-        whitening (as the paper's code computes them inside the minibatch loss), split for gradient accumulation."""
-        args = self.args
-        size = args.local_rollout_batch_size // args.num_mini_batches
-        micro = args.per_device_train_batch_size
-        self._frozen_hidden = rollout.get("frozen_hidden")  # the frozen bottom blocks' output, for every epoch
-        buffer = []
-        for _ in range(args.num_ppo_epochs):
-            order = torch.randperm(args.local_rollout_batch_size, device=rollout["rewards"].device)
-            for minibatch in order.split(size):
-                rewards = rollout["rewards"][minibatch]
-                if args.whiten_rewards:
-                    rewards = whiten(rewards, shift_mean=False)
-                advantages, returns = gae(rewards, rollout["values"][minibatch], args.gamma, args.lam)
-                advantages = whiten(advantages)
-                returns_var = returns.var(unbiased=False)  # the minibatch's, as the paper logs it (not a micro-batch's)
-                for part in range(0, size, micro):
-                    rows = minibatch[part : part + micro]
-                    micro_batch = {
-                        "input_ids": rollout["input_ids"][rows], "attention_mask": rollout["attention_mask"][rows],
-                        "responses": rollout["responses"][rows], "old_logprobs": rollout["logprobs"][rows],
-                        "old_values": rollout["values"][rows], "advantages": advantages[part : part + micro],
-                        "returns": returns[part : part + micro], "returns_var": returns_var,
-                    }
-                    if self._frozen_hidden is not None:  # sliced in compute_loss: no copy per epoch held here
-                        micro_batch["rows"] = rows
-                    buffer.append(micro_batch)
-        return buffer
 
     # ----- loss -----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         responses = inputs["responses"]
-        frozen_hidden = self._frozen_hidden[inputs["rows"]] if "rows" in inputs else None
-        logits, vpred = model(
-            inputs["input_ids"], inputs["attention_mask"], responses.shape[1], frozen_hidden=frozen_hidden
-        )
+        cached = self.block_cache.epoch_inputs(inputs["rows"]) if self.block_cache is not None else {}
+        logits, vpred, _ = model(inputs["input_ids"], inputs["attention_mask"], responses.shape[1], **cached)
         logprobs = logprobs_from_logits(logits, responses, self.temperature)
         pg_loss, pg_stats = policy_loss(logprobs, inputs["old_logprobs"], inputs["advantages"], self.args.cliprange)
         vf_loss, vf_stats = value_loss(vpred, inputs["old_values"], inputs["returns"], self.args.cliprange_value)
@@ -716,63 +449,6 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         missing = set(load_result.missing_keys) - set(getattr(policy, "_tied_weights_keys", None) or [])
         if missing or load_result.unexpected_keys:
             raise ValueError(
-                f"Checkpoint does not match the policy: missing {sorted(missing)}, unexpected {load_result.unexpected_keys}"
+                f"Checkpoint does not match the policy: missing {sorted(missing)}, "
+                f"unexpected {load_result.unexpected_keys}"
             )
-
-    # ----- the reward's sign (the paper: a sign flip in the reward ran unnoticed overnight) -----
-
-    def _check_reward(self, eval_labels: Dataset | None, reward_model) -> None:
-        """Before training: the reward against held-out labels, `eval_labels` or those saved with the reward model."""
-        if not self.args.reward_check:
-            logger.warning("reward_check=False: the reward is not checked against held-out labels before training")
-            return
-        source = "eval_labels"
-        if eval_labels is None and reward_model is not None:
-            folder = reward_model if isinstance(reward_model, str) else getattr(reward_model, "name_or_path", None)
-            saved = load_held_out_labels(folder) if folder and os.path.isdir(folder) else None
-            if saved is not None:
-                eval_labels, path = saved
-                source = str(path)
-        if eval_labels is None:
-            logger.info("Reward check skipped: no held-out labels (give eval_labels, or a reward model folder saved by "
-                        "the reward stage)")
-        else:
-            self._check_reward_on_labels(eval_labels, source)
-
-    @torch.no_grad()
-    def _check_reward_on_labels(self, labels: Dataset, source: str) -> None:
-        """How often the reward's argmax is the labeled best, against chance (1/K), by a one-sided exact binomial
-        test at `reward_check_alpha`: a reward significantly worse than chance is refused, one not significantly
-        better is warned about."""
-        rows = validate_label_rows(labels, source)
-        k = len(rows[0]["completions"])
-        logger.info(f"Reward check: scoring {len(rows)} held-out comparisons of {k} completions ({source})")
-        if self.reward_model is not None:
-            pad = self.processing_class.pad_token_id
-            sequences = []
-            for row in rows:
-                ids = tokenize_comparison(row, self.processing_class)
-                sequences += [ids["prompt_ids"] + completion for completion in ids["completion_ids"]]
-            scores = score_sequences(self.reward_model, sequences, pad, self.args.rollout_forward_batch_size)
-        else:
-            prompts = [row["prompt"] for row in rows for _ in range(k)]
-            completions = [completion for row in rows for completion in row["completions"]]
-            scores = torch.tensor([float(s) for s in self.reward_fn(prompts, completions)])
-            if len(scores) != len(prompts):
-                raise ValueError(f"reward_fn returned {len(scores)} scores for {len(prompts)} completions")
-        picks = scores.view(len(rows), k).argmax(dim=1).tolist()
-        agreement = LabelAgreement(sum(p == row["best"] for p, row in zip(picks, rows)), len(rows), k)
-        p_worse, p_better = agreement.tail_probabilities()
-        alpha = self.args.reward_check_alpha
-        summary = (f"the reward picks the labeled best in {agreement.accuracy:.1%} of {agreement.n} held-out "
-                   f"comparisons ({source}); chance {agreement.chance:.1%}")
-        if p_worse <= alpha:
-            raise UserInputError(
-                f"Reward check failed: {summary}, significantly worse (one-sided exact binomial p = {p_worse:.3g} <= "
-                f"reward_check_alpha {alpha}). Is its sign or its input format wrong? (reward_check=False skips this)"
-            )
-        if p_better > alpha:
-            logger.warning(f"Reward check: {summary}, not significantly better (one-sided exact binomial p = "
-                           f"{p_better:.3g} > {alpha}); the reward may have learned little from its labels")
-        else:
-            logger.info(f"Reward check passed: {summary} (p = {p_better:.3g})")
