@@ -25,8 +25,8 @@ from ziegler_trl import (
     load_reward_model,
     load_tokenizer,
 )
+from ziegler_trl.blocks import freeze_bottom_layers
 from ziegler_trl.labeling import LabelStore
-from ziegler_trl.models import freeze_bottom_layers
 
 
 class EpochTimer(TrainerCallback):

@@ -165,7 +165,7 @@ def test_lora_reward_model(tmp_path, tiny_model_dir, tiny_tokenizer):
 def test_lora_reward_stage_saves_merged_or_adapters(tmp_path, tiny_model_dir, tiny_tokenizer, merged):
     from trl import ModelConfig
 
-    from ziegler_trl.models import load_reward_model
+    from ziegler_trl.reward.model import load_reward_model
     from ziegler_trl.reward.pipeline import RewardScriptArguments, train_reward_model
     from ziegler_trl.reward.scoring import score_texts
 
@@ -191,7 +191,8 @@ def _frozen_trunk_model(tokenizer, trainable_top_layers: int = 0, **overrides):
     from transformers import LlamaForSequenceClassification
 
     from tests.conftest import tiny_config
-    from ziegler_trl.models import freeze_bottom_layers, init_reward_head
+    from ziegler_trl.blocks import freeze_bottom_layers
+    from ziegler_trl.reward.model import init_reward_head
 
     torch.manual_seed(0)
     model = LlamaForSequenceClassification(tiny_config(tokenizer, num_hidden_layers=3, num_labels=1, **overrides))
@@ -250,7 +251,7 @@ def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(
 
 def _train_frozen_trunk(tmp_path, tokenizer, model, cache: bool, **overrides) -> tuple[BestOfKRewardTrainer, int]:
     """3 shuffled epochs of 4 batches; returns the trainer and how often the bottom block ran."""
-    from ziegler_trl.models import transformer_layers
+    from ziegler_trl.blocks import transformer_layers
 
     args = config(tmp_path, cache_frozen_trunk=cache, max_steps=-1, num_train_epochs=3, learning_rate=1e-2, **overrides)
     trainer = BestOfKRewardTrainer(model, args=args, train_dataset=_varied_prompts(comparisons(16)),
@@ -303,7 +304,7 @@ def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_dif
     batch's check finds it, warns, and the run trains with full forwards."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from ziegler_trl.models import freeze_bottom_layers
+    from ziegler_trl.blocks import freeze_bottom_layers
 
     def gpt2():
         torch.manual_seed(0)

@@ -9,6 +9,7 @@ minibatches; every micro-step then trains on its slice of that buffer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -17,7 +18,6 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-import contextlib
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -37,22 +37,14 @@ from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
+from ..blocks import blocks_from, frozen_bottom_count, shares_bottom_blocks
 from ..checkpoints import AtomicCheckpoints
 from ..errors import UserInputError
-from ..models import (
-    blocks_from,
-    disable_dropout,
-    frozen_bottom_count,
-    load_policy,
-    load_reward_model,
-    load_tokenizer,
-    sampling_dtype,
-    score_head,
-    shares_bottom_blocks,
-)
+from ..models import disable_dropout, load_policy, load_tokenizer, sampling_dtype
 from ..non_finite import NonFiniteError, NonFiniteGuard
 from ..reward.held_out import load_held_out_labels
 from ..reward.labels import validate_label_rows
+from ..reward.model import load_reward_model, score_head
 from ..reward.scoring import reward_sequence, score_prefixes, score_sequences
 from ..reward.trainer import tokenize_comparison
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left

@@ -25,21 +25,16 @@ from trl import RewardConfig, RewardTrainer
 from trl.data_utils import is_conversational
 
 from ..adapters import check_merge_supported, is_peft_model, merged_copy
+from ..blocks import blocks_from, frozen_bottom_count, transformer_layers
 from ..checkpoints import AtomicCheckpoints
-from ..models import (
-    blocks_from,
-    ensure_pad_token,
-    frozen_bottom_count,
-    load_reward_model,
-    load_tokenizer,
-    transformer_layers,
-)
+from ..models import ensure_pad_token, load_tokenizer
 from ..non_finite import NonFiniteGuard
 from ..ppo.tf_adam import tf_adam_for
 from ..precision import cuda_bf16_available, warn_if_slow_bf16
 from ..sampling import pad_left
 from .labels import validate_label_rows
 from .loss import best_of_k_loss, ranking_loss
+from .model import load_reward_model
 from .scoring import pad_right
 
 logger = logging.get_logger(__name__)
