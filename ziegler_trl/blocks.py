@@ -82,7 +82,7 @@ def blocks_from(model: nn.Module, start: int) -> Iterator[None]:
     """Within the context, `model` runs its transformer blocks `start`.. only, and `inputs_embeds` given to it stand
     for the hidden states entering block `start` (`hidden_states[start]` of a full forward). Exact for models whose
     forward passes `inputs_embeds` to the first block unchanged (Llama-likes); callers check it against a full
-    forward (`reward.trainer.FrozenTrunkCache`, `ZieglerPPOTrainer`)."""
+    forward (`reward.trunk_cache.FrozenTrunkCache`, `ZieglerPPOTrainer`)."""
     owner, name = _blocks_owner(model)
     blocks = getattr(owner, name)
     setattr(owner, name, nn.ModuleList(list(blocks)[start:]))

@@ -42,11 +42,11 @@ from ..checkpoints import AtomicCheckpoints
 from ..errors import UserInputError
 from ..models import disable_dropout, load_policy, load_tokenizer, sampling_dtype
 from ..non_finite import NonFiniteError, NonFiniteGuard
+from ..reward.forward import tokenize_comparison
 from ..reward.held_out import load_held_out_labels
 from ..reward.labels import validate_label_rows
 from ..reward.model import load_reward_model, score_head
 from ..reward.scoring import reward_sequence, score_prefixes, score_sequences
-from ..reward.trainer import tokenize_comparison
 from ..sampling import RANK_SEED_STRIDE, generate_responses, pad_left
 from ..tasks import TaskSpec, format_query, get_task, truncate_responses
 from .config import ZieglerPPOConfig
