@@ -30,8 +30,10 @@ def worker(cli) -> None:
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback
 
-    from ziegler_trl.models import freeze_bottom_layers, load_policy, load_reward_model, load_tokenizer
+    from ziegler_trl.blocks import freeze_bottom_layers
+    from ziegler_trl.models import load_policy, load_tokenizer
     from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+    from ziegler_trl.reward.model import load_reward_model
 
     guard_seconds = {"gradients": 0.0, "weights": 0.0}
 

@@ -43,8 +43,9 @@ def queries(model: str, data: str, n: int):
 def run_ours(cli) -> float:
     from datasets import Dataset
 
-    from ziegler_trl.models import load_policy, load_reward_model
+    from ziegler_trl.models import load_policy
     from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+    from ziegler_trl.reward.model import load_reward_model
 
     ids, tokenizer = queries(cli.model, cli.data, cli.batch_size * cli.updates)
     prompts = Dataset.from_dict({"prompt": tokenizer.batch_decode(ids)})
@@ -68,7 +69,8 @@ def run_trl112(cli) -> float:
     from datasets import Dataset
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-    from ziegler_trl.models import load_policy, load_reward_model
+    from ziegler_trl.models import load_policy
+    from ziegler_trl.reward.model import load_reward_model
 
     if trl.__version__ != "1.12.0":
         raise RuntimeError(f"Baseline worker imported trl {trl.__version__} from {trl.__file__}, expected 1.12.0")

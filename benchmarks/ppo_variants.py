@@ -104,7 +104,8 @@ def run_variant(cli) -> dict:
 
     import ziegler_trl.ppo.rollout as rollout_module
     import ziegler_trl.ppo.trainer as trainer_module
-    from ziegler_trl.models import freeze_bottom_layers, load_policy, load_tokenizer, resolve_model_path
+    from ziegler_trl.blocks import freeze_bottom_layers
+    from ziegler_trl.models import load_policy, load_tokenizer, resolve_model_path
     from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
     from ziegler_trl.tasks import build_queries
 

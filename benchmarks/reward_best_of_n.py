@@ -25,8 +25,9 @@ import torch
 
 from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import sentiment_score
-from ziegler_trl.models import load_reward_model, load_tokenizer
+from ziegler_trl.models import load_tokenizer
 from ziegler_trl.quickstart import RENAMED, QuickstartConfig, _queries, _sampler, _task
+from ziegler_trl.reward.model import load_reward_model
 from ziegler_trl.reward.scoring import score_texts
 from ziegler_trl.sampling import sample_completions
 

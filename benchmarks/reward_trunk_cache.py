@@ -25,8 +25,8 @@ from ziegler_trl import (
     load_reward_model,
     load_tokenizer,
 )
+from ziegler_trl.blocks import freeze_bottom_layers
 from ziegler_trl.labeling import LabelStore
-from ziegler_trl.models import freeze_bottom_layers
 
 
 class EpochTimer(TrainerCallback):
@@ -54,7 +54,7 @@ def train(model_name: str, train_rows, cache: bool, args: argparse.Namespace) ->
     timer = EpochTimer()
     trainer = BestOfKRewardTrainer(model, args=config, train_dataset=train_rows, processing_class=tokenizer,
                                    callbacks=[timer])
-    if cache and trainer._trunk_cache is None:
+    if cache and trainer.trunk_cache is None:
         raise SystemExit("the trunk cache is not active for this model")
     start = time.perf_counter()
     trainer.train()

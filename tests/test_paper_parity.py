@@ -27,11 +27,12 @@ from datasets import Dataset
 
 from tests.conftest import tiny_llama
 from ziegler_trl import TASKS, AdaptiveKLController, best_of_k_loss, fit_reward_normalization, format_query
-from ziegler_trl.models import load_policy, load_reward_model
+from ziegler_trl.models import load_policy
 from ziegler_trl.ppo import TFAdam, ZieglerPPOConfig, ZieglerPPOTrainer
 from ziegler_trl.ppo.buffer import loss_inputs, ppo_minibatches
 from ziegler_trl.ppo.core import entropy, explained_variance, gae, logprobs_from_logits, per_token_rewards, policy_loss
 from ziegler_trl.ppo.core import value_loss, whiten
+from ziegler_trl.reward.model import load_reward_model
 from ziegler_trl.reward.normalization import apply_reward_normalization
 from ziegler_trl.reward.pipeline import sample_rho_for_normalization
 from ziegler_trl.reward.scoring import score_texts

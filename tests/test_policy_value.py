@@ -66,7 +66,7 @@ def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokeniz
     from transformers import LlamaForCausalLM
 
     from tests.conftest import tiny_config
-    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+    from ziegler_trl.blocks import freeze_bottom_layers, frozen_bottom_count
 
     torch.manual_seed(0)
     policy = LlamaForCausalLM(tiny_config(tiny_tokenizer, num_hidden_layers=4))
@@ -101,7 +101,7 @@ def test_forward_from_cached_frozen_blocks_matches_the_full_forward(tiny_tokeniz
 def test_frozen_bottom_count_needs_everything_below_frozen(tiny_tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+    from ziegler_trl.blocks import freeze_bottom_layers, frozen_bottom_count
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=16, n_layer=3, n_head=2, n_positions=64))
     freeze_bottom_layers(gpt2, 1)  # the token and the position embeddings too: both feed block 0
@@ -117,7 +117,7 @@ def test_frozen_bottom_count_is_zero_with_a_trained_prompt_encoder(tiny_tokenize
     from transformers import LlamaForCausalLM
 
     from tests.conftest import tiny_config
-    from ziegler_trl.models import freeze_bottom_layers, frozen_bottom_count
+    from ziegler_trl.blocks import freeze_bottom_layers, frozen_bottom_count
 
     def frozen_llama():
         model = LlamaForCausalLM(tiny_config(tiny_tokenizer, num_hidden_layers=4))

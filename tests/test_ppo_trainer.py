@@ -307,7 +307,7 @@ def _frozen_bottom_llama(tokenizer):
     from transformers import LlamaForCausalLM
 
     from tests.conftest import tiny_config
-    from ziegler_trl.models import freeze_bottom_layers
+    from ziegler_trl.blocks import freeze_bottom_layers
 
     torch.manual_seed(0)
     policy = LlamaForCausalLM(tiny_config(tokenizer, num_hidden_layers=4))
@@ -348,7 +348,7 @@ def test_frozen_block_cache_falls_back_with_a_warning_where_the_architecture_dif
     rollout's check finds it, warns, and the run trains with full forwards."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ziegler_trl.models import freeze_bottom_layers
+    from ziegler_trl.blocks import freeze_bottom_layers
 
     torch.manual_seed(0)
     gpt2 = GPT2LMHeadModel(GPT2Config(

@@ -5,11 +5,8 @@ import torch
 from datasets import Dataset
 
 from ziegler_trl import BestOfKRewardConfig, BestOfKRewardTrainer
-from ziegler_trl.reward.trainer import (
-    DataCollatorForBestOfK,
-    _content_key,
-    comparison_rewards,
-)
+from ziegler_trl.reward.forward import DataCollatorForBestOfK, comparison_rewards
+from ziegler_trl.reward.trunk_cache import content_key
 
 WORDS = ["good", "bad", "cat", "dog", "happy", "sad", "the", "day"]
 
@@ -65,7 +62,7 @@ def test_collator_layouts():
 
 def test_shared_prompt_forward_equals_full_forward_with_gradients(tiny_model_dir, tiny_tokenizer):
     from ziegler_trl import load_reward_model
-    from ziegler_trl.reward.trainer import tokenize_comparison
+    from ziegler_trl.reward.forward import tokenize_comparison
 
     rows = comparisons(3, k=4).to_list()
     rows[1]["prompt"] = "A much longer prompt, so prompts need left padding in the batch."
@@ -165,7 +162,7 @@ def test_lora_reward_model(tmp_path, tiny_model_dir, tiny_tokenizer):
 def test_lora_reward_stage_saves_merged_or_adapters(tmp_path, tiny_model_dir, tiny_tokenizer, merged):
     from trl import ModelConfig
 
-    from ziegler_trl.models import load_reward_model
+    from ziegler_trl.reward.model import load_reward_model
     from ziegler_trl.reward.pipeline import RewardScriptArguments, train_reward_model
     from ziegler_trl.reward.scoring import score_texts
 
@@ -191,7 +188,8 @@ def _frozen_trunk_model(tokenizer, trainable_top_layers: int = 0, **overrides):
     from transformers import LlamaForSequenceClassification
 
     from tests.conftest import tiny_config
-    from ziegler_trl.models import freeze_bottom_layers, init_reward_head
+    from ziegler_trl.blocks import freeze_bottom_layers
+    from ziegler_trl.reward.model import init_reward_head
 
     torch.manual_seed(0)
     model = LlamaForSequenceClassification(tiny_config(tokenizer, num_hidden_layers=3, num_labels=1, **overrides))
@@ -228,7 +226,7 @@ def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(
             model, args=config(tmp_path, cache_frozen_trunk=cache, share_prompt_forward=share_prompt),
             train_dataset=_varied_prompts(comparisons(6)), processing_class=tiny_tokenizer,
         )
-        assert (trainer._trunk_cache is not None) == cache
+        assert (trainer.trunk_cache is not None) == cache
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
         block_calls, calls_after = _count_calls(model.model.layers[0]), []  # a frozen block
         for _ in range(2):  # with the cache, the first call fills it and the second only reads it
@@ -250,7 +248,7 @@ def test_frozen_trunk_cache_gives_the_full_forwards_rewards_loss_and_gradients(
 
 def _train_frozen_trunk(tmp_path, tokenizer, model, cache: bool, **overrides) -> tuple[BestOfKRewardTrainer, int]:
     """3 shuffled epochs of 4 batches; returns the trainer and how often the bottom block ran."""
-    from ziegler_trl.models import transformer_layers
+    from ziegler_trl.blocks import transformer_layers
 
     args = config(tmp_path, cache_frozen_trunk=cache, max_steps=-1, num_train_epochs=3, learning_rate=1e-2, **overrides)
     trainer = BestOfKRewardTrainer(model, args=args, train_dataset=_varied_prompts(comparisons(16)),
@@ -270,12 +268,12 @@ def test_frozen_trunk_cache_trains_like_full_forwards_with_one_trunk_forward_per
     for cache in (True, False):
         model = _frozen_trunk_model(tiny_tokenizer, trainable_top_layers=top)
         trainer, block_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, model, cache, **layout)
-        assert (trainer._trunk_cache is not None) == cache
+        assert (trainer.trunk_cache is not None) == cache
         if cache:  # one entry per distinct prompt ‖ completion: a state, or with top blocks one per token
             dataset = trainer.train_dataset
             distinct = {tuple(row["prompt_ids"] + ids) for row in dataset for ids in row["completion_ids"]}
-            assert len(trainer._trunk_cache.hidden) == len(distinct)
-            lengths = sorted(len(trainer._trunk_cache.hidden[_content_key(list(ids))]) for ids in distinct)
+            assert len(trainer.trunk_cache.hidden) == len(distinct)
+            lengths = sorted(len(trainer.trunk_cache.hidden[content_key(list(ids))]) for ids in distinct)
             assert lengths == (sorted(len(ids) for ids in distinct) if top else [32] * len(distinct))
         trained = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
         runs[cache] = (trained, block_calls)
@@ -295,7 +293,7 @@ def test_frozen_trunk_cache_is_off_where_the_trunk_output_could_change(tmp_path,
     }[setting]()
     trainer = BestOfKRewardTrainer(model, args=config(tmp_path, cache_frozen_trunk=setting != "off"),
                                    train_dataset=comparisons(4), processing_class=tiny_tokenizer)
-    assert trainer._trunk_cache is None
+    assert trainer.trunk_cache is None
 
 
 def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_differs(tmp_path, tiny_tokenizer, caplog):
@@ -303,7 +301,7 @@ def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_dif
     batch's check finds it, warns, and the run trains with full forwards."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from ziegler_trl.models import freeze_bottom_layers
+    from ziegler_trl.blocks import freeze_bottom_layers
 
     def gpt2():
         torch.manual_seed(0)
@@ -317,7 +315,7 @@ def test_frozen_trunk_cache_falls_back_with_a_warning_where_the_architecture_dif
     with caplog.at_level("WARNING"):
         trainer, calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, gpt2(), cache=True)
     assert "GPT2ForSequenceClassification scored from its cached last-block states differs" in caplog.text
-    assert trainer._trunk_cache is None
+    assert trainer.trunk_cache.exact is False and not trainer.trunk_cache.hidden  # off, its states dropped
     full_trainer, full_calls = _train_frozen_trunk(tmp_path, tiny_tokenizer, gpt2(), cache=False)
     assert calls == full_calls + 2  # + the first batch's filling forward (prompts, then completions)
     full_weights = dict(full_trainer.model.named_parameters())

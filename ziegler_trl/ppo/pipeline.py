@@ -96,12 +96,12 @@ def train_policy(
     from datasets import load_dataset
     from trl.trainer.utils import get_peft_config
 
+    from ..blocks import freeze_bottom_layers
     from ..model_cards import policy_card
-    from ..models import freeze_bottom_layers, load_policy, load_tokenizer
+    from ..models import load_policy, load_tokenizer
     from ..reporting import log_under_output_dir
-    from .trainer import ZieglerPPOTrainer
-
     from ..tasks import get_task
+    from .trainer import ZieglerPPOTrainer
 
     if (script_args.reward_model is None) == (script_args.reward_scorer is None):
         raise UserInputError("set exactly one of --reward_model and --reward_scorer")

@@ -17,7 +17,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..adapters import is_peft_model, merged_copy
-from ..models import blocks_from, init_value_head
+from ..blocks import blocks_from
+from ..models import init_value_head
 from .core import position_ids_from_mask
 
 VALUE_HEAD_FILE = "value_head.safetensors"

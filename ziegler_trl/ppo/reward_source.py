@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..reward.forward import tokenize_comparison
 from ..reward.scoring import reward_sequence, score_prefixes, score_sequences
-from ..reward.trainer import tokenize_comparison
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..models import blocks_from
+from ..blocks import blocks_from
 from ..sampling import generate_responses, pad_left
 from ..tasks import TaskSpec, truncate_responses
 from .block_cache import FrozenBlockCache

@@ -37,14 +37,21 @@ from trl.trainer.utils import identity, print_prompt_completions_sample
 
 from ..adapters import check_merge_supported
 from ..checkpoints import AtomicCheckpoints
-from ..models import disable_dropout, load_policy, load_reward_model, load_tokenizer, sampling_dtype
+from ..models import disable_dropout, load_policy, load_tokenizer, sampling_dtype
 from ..non_finite import NonFiniteError, NonFiniteGuard
+from ..reward.model import load_reward_model
 from ..sampling import RANK_SEED_STRIDE
 from .block_cache import FrozenBlockCache
 from .buffer import loss_inputs, ppo_minibatches
 from .checks import check_reward
 from .config import ZieglerPPOConfig
-from .core import entropy, explained_variance, logprobs_from_logits, policy_loss, value_loss
+from .core import (
+    entropy,
+    explained_variance,
+    logprobs_from_logits,
+    policy_loss,
+    value_loss,
+)
 from .kl_control import (
     AdaptiveKLController,
     FixedKLController,

@@ -1,14 +1,8 @@
 """Reward normalisation against samples of the initial policy ρ (the paper: mean 0, std 1 on y ~ ρ(·|x)).
 
 The gain is folded into the score head's weight and the bias into the head's bias and `config.reward_bias`, so a
-folder saved with `save_pretrained` keeps the normalisation. A head built without a bias (decoder LMs' score layers)
-gets it as a non-persistent buffer: the saved weights keep the architecture's own keys (no "score.bias UNEXPECTED"
-when loading) and `config.reward_bias` carries the value:
-
-* `ziegler_trl.load_reward_model(folder)` restores the bias and scores normalised rewards  g·r_raw + b.
-* plain `AutoModelForSequenceClassification.from_pretrained(folder)` builds a bias-free head (decoder LMs' score
-  layers have none) and scores  g·r_raw, i.e. normalised rewards shifted by −b. Differences between rewards (all
-  the loss and the labelers use) are unaffected; absolute values are not.
+folder saved with `save_pretrained` keeps the normalisation and `load_reward_model` restores it (`model.py` says how
+a head without a bias keeps one).
 """
 
 from __future__ import annotations
@@ -16,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models import score_head
+from .model import biased_score_head
 from .scoring import score_texts
 
 
@@ -40,33 +33,14 @@ def fit_reward_normalization(
     return gain, target_mean - gain * raw.mean().item()
 
 
-def _biased_head(model: PreTrainedModel) -> nn.Linear:
-    """The score head, given a bias if it has none (the paper's head has one). The best-of-K loss is blind to a
-    constant shift, so the added bias needs no gradient: a buffer, left out of the saved state dict."""
-    head = score_head(model)
-    if head.bias is None:
-        del head._parameters["bias"]  # nn.Linear(bias=False) registers the name as an empty parameter slot
-        zeros = torch.zeros(head.out_features, dtype=head.weight.dtype, device=head.weight.device)
-        head.register_buffer("bias", zeros, persistent=False)
-    return head
-
-
 @torch.no_grad()
 def apply_reward_normalization(model: PreTrainedModel, gain: float, bias: float) -> None:
     """Compose r ← gain·r + bias into the head; record the cumulative bias in `config.reward_bias`."""
-    head = _biased_head(model)
+    head = biased_score_head(model)
     head.weight.mul_(gain)
     head.bias.mul_(gain).add_(bias)
     model.config.reward_bias = float(head.bias.item())
     model.config.reward_gain = float(getattr(model.config, "reward_gain", 1.0) or 1.0) * gain
-
-
-@torch.no_grad()
-def restore_reward_bias(model: PreTrainedModel) -> None:
-    """After loading a saved folder: put `config.reward_bias` back into the head (no-op if never normalised)."""
-    bias = getattr(model.config, "reward_bias", None)
-    if bias is not None:
-        _biased_head(model).bias.fill_(bias)
 
 
 def normalize_reward_model(

@@ -22,24 +22,19 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from trl import ModelConfig
 from trl.trainer.utils import get_peft_config
 
+from ..blocks import freeze_bottom_layers
 from ..config_files import parse_args_and_config
 from ..errors import UserInputError, check_input_file
 from ..model_cards import reward_model_card
-from ..models import (
-    freeze_bottom_layers,
-    inference_device,
-    load_policy,
-    load_reward_model,
-    load_tokenizer,
-)
+from ..models import inference_device, load_policy, load_tokenizer
 from ..reporting import log_under_output_dir
 from ..sampling import RANK_SEED_STRIDE, sample_completions
 from ..tasks import TaskSpec, get_task, query_from_content
 from .held_out import save_held_out_labels
 from .labels import load_label_dataset
+from .model import load_reward_model
 from .normalization import normalize_reward_model
 from .trainer import BestOfKRewardConfig, BestOfKRewardTrainer
-
 
 # Option names of earlier releases → today's (accepted with a warning, argv and YAML).
 RENAMED = {"labels": "dataset_name"}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models import score_head
+from .model import score_head
 
 
 def reward_sequence(query_ids: Sequence[int], response_ids: Sequence[int], pad_token_id: int) -> list[int]:

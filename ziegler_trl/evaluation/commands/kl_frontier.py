@@ -47,7 +47,8 @@ def sampled_rewards(args: argparse.Namespace):
     import torch
 
     from ...errors import UserInputError
-    from ...models import inference_device, load_policy, load_reward_model, load_tokenizer
+    from ...models import inference_device, load_policy, load_tokenizer
+    from ...reward.model import load_reward_model
     from ...tasks import build_queries, load_task_texts
     from .. import sample_rewards
 
