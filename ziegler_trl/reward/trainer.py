@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.utils import logging
 from trl import RewardConfig, RewardTrainer
 
@@ -133,6 +133,7 @@ class BestOfKRewardTrainer(AtomicCheckpoints, NonFiniteGuard, RewardTrainer):
     ):
         args = args or BestOfKRewardConfig(output_dir="reward-model")
         if isinstance(model, str):
+            set_seed(args.seed)  # the fresh head's draw depends on args.seed alone, as with the Trainer's model_init
             processing_class = processing_class or load_tokenizer(model, padding_side="right")
             model = load_reward_model(model, processing_class, **(args.model_init_kwargs or {}))
             args.model_init_kwargs = None
