@@ -11,6 +11,9 @@ Every stage writes its output under `output_dir` and is skipped on a rerun; labe
 (`labels.sqlite`), so a kill at any point loses no answered label. With `labeler: human` a round waits for people
 (`ziegler-trl label serve`): the command stores and assigns the round's comparisons, reports progress and exits;
 rerun it once they are answered.
+
+The stages themselves are `ziegler_trl.stages`' (shared with `ziegler-trl quickstart`, a preset of them); this
+module builds their library configs from a `PipelineConfig`.
 """
 
 from __future__ import annotations
