@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -88,8 +89,6 @@ def _smoke_preset(argv: list[str]) -> tuple[bool, list[str]]:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     smoke, argv = _smoke_preset(argv) if "-h" not in argv and "--help" not in argv else (False, argv)
     (config,) = parse_args_and_config((SmokeQuickstartConfig if smoke else QuickstartConfig,), argv, RENAMED, prog)
