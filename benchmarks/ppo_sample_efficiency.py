@@ -8,15 +8,16 @@ the normalised reward model, so the −1 validity penalty weighs the same as wit
 
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards rm zvader --episodes 256 1024
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards zvader --episodes 256 \\
-        --set ppo_lr=5e-4 trainable_top_layers=2
+        --set policy_learning_rate=5e-4 policy_trainable_top_layers=2
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards zvader --episodes 512 \\
-        --set gae_lambda=0.95 validity_penalty=True --ppo-set cliprange=0.1
+        --set lam=0.95 penalize_invalid=True --ppo-set cliprange=0.1
     python benchmarks/ppo_sample_efficiency.py --run runs/quickstart --rewards rm --episodes 448 \\
-        --set reward_shaping=potential gae_lambda=0.95 seed=1
+        --set reward_shaping=potential lam=0.95 seed=1
 
-Each variant trains from ρ with the run's settings except `ppo_episodes` and the `--set` overrides (any
-QuickstartConfig field) and `--ppo-set` ones (any other ZieglerPPOConfig field, e.g. `cliprange`). On a 2-core CPU a variant costs about 0.7 s per episode plus 45 s of evaluation
-(2,048 episodes: 1,421 s).
+Each variant trains from ρ with the run's settings except `total_episodes` and the `--set` overrides (any
+QuickstartConfig field; its earlier names too) and `--ppo-set` ones (any other ZieglerPPOConfig field, e.g.
+`cliprange`). With `rm` a variant is the quickstart's own PPO stage; the VADER rewards build their trainer here. On a
+2-core CPU a variant costs about 0.7 s per episode plus 45 s of evaluation (2,048 episodes: 1,421 s).
 """
 
 from __future__ import annotations
@@ -29,10 +30,16 @@ import statistics
 import time
 from pathlib import Path
 
+from datasets import Dataset
+
 from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import LabelStore, sentiment_score
-from ziegler_trl.ppo import ZieglerPPOConfig
-from ziegler_trl.quickstart import RENAMED, QuickstartConfig, evaluate, train_policy
+from ziegler_trl.models import freeze_bottom_layers, load_policy, load_tokenizer
+from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
+from ziegler_trl.quickstart.config import RENAMED, QuickstartConfig
+from ziegler_trl.quickstart.report import evaluate
+from ziegler_trl.quickstart.stages import ppo_settings
+from ziegler_trl.stages import train_policy
 
 
 def reward_function(name: str, run: Path):
@@ -48,11 +55,33 @@ def reward_function(name: str, run: Path):
     return lambda prompts, completions, **_: [(s - mean) / std for s in sentiment_score(completions)]
 
 
-def parse_overrides(pairs: list[str], config=QuickstartConfig, option: str = "--set") -> dict:
+def run_ppo(cfg: QuickstartConfig, model: str, root: Path, reward_fn, ppo_overrides: dict) -> None:
+    """The quickstart's PPO stage with `ppo_overrides`, against the run's reward model or `reward_fn` when given;
+    writes `policy/` and `ppo_log.json` as the quickstart does (what `evaluate` reads)."""
+    args = ZieglerPPOConfig(**{**ppo_settings(cfg, root), **ppo_overrides})
+    prompts = Dataset.from_dict({"prompt": json.loads((root / "queries.json").read_text())["train"]})
+    if reward_fn is None:
+        reward_model = str(root / "reward_model")
+        train_policy(model, args, prompts, reward_model, trainable_top_layers=cfg.policy_trainable_top_layers,
+                     data_source=str(root / "queries.json"), reward_description=f"the reward model `{reward_model}`",
+                     log_file=root / "ppo_log.json")
+        return
+    tokenizer = load_tokenizer(model)
+    policy = load_policy(model, tokenizer)
+    freeze_bottom_layers(policy, cfg.policy_trainable_top_layers)
+    trainer = ZieglerPPOTrainer(policy, args=args, train_dataset=prompts, processing_class=tokenizer,
+                                reward_fn=reward_fn)
+    trainer.train()
+    trainer.save_model(args.output_dir)
+    (root / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+
+
+def parse_overrides(pairs: list[str], config=QuickstartConfig, option: str = "--set", renamed=None) -> dict:
     fields = {f.name for f in dataclasses.fields(config)}
     overrides = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
+        name = (renamed or {}).get(name, name)
         if name not in fields or not value:
             raise SystemExit(f"{option} {pair!r}: expected field=value with a {config.__name__} field")
         try:  # numbers, true/false, quoted strings; a bare word is a string
@@ -80,7 +109,7 @@ def main() -> None:
             raise SystemExit(f"{run} is not a finished quickstart folder: {name} is missing")
     settings = with_current_names(json.loads((run / "config.json").read_text()), RENAMED)
     model = str(run / "smoke-model") if settings["smoke"] else settings["model_name_or_path"]
-    overrides = parse_overrides(args.set)
+    overrides = parse_overrides(args.set, renamed=RENAMED)
     shaping = {**settings, **overrides}.get("reward_shaping", QuickstartConfig.reward_shaping)
     if shaping == "potential" and set(args.rewards) - {"rm"}:
         raise SystemExit("--rewards vader/zvader score whole texts, with no reward of each prefix to shape: "
@@ -96,9 +125,9 @@ def main() -> None:
             if not (root / "reward_model").exists():  # read-only here: link, not a copy of a whole model
                 (root / "reward_model").symlink_to((run / "reward_model").resolve(), target_is_directory=True)
             cfg = QuickstartConfig(**{**settings, "smoke": False, "output_dir": str(root), **overrides,
-                                      "ppo_episodes": episodes})
+                                      "total_episodes": episodes})
             start = time.perf_counter()
-            train_policy(cfg, model, root, reward_fn, ppo_overrides)
+            run_ppo(cfg, model, root, reward_fn, ppo_overrides)
             seconds = time.perf_counter() - start
             results = evaluate(cfg, model, root)
             gain, half = results["score_gain"]

@@ -7,7 +7,8 @@ the default take about 3.5 minutes together. The table gives, per variant, what 
 
     python benchmarks/quickstart_variants.py --out runs/variants --seeds 0 1 2 3
     python benchmarks/quickstart_variants.py --out runs/variants --seeds 0 1 \\
-        --variant "head=--reward_top_layers 0 --reward_lr 1e-2 --reward_epochs 4" --variant "n512=--num_comparisons 512"
+        --variant "head=--reward_trainable_top_layers 0 --reward_learning_rate 1e-2 --reward_num_train_epochs 4" \\
+        --variant "n512=--num_comparisons 512"
 
 --fp32 keeps a GPU in fp32 (the numerics of the CPU runs the quickstart's targets are set for; bf16 is otherwise
 the default on GPUs that have it). --jobs caps how many run at once (default: all); on a CPU run them one at a time.

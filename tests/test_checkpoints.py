@@ -215,7 +215,7 @@ def test_reward_trainer_checkpoints_best_model_and_rotation(tmp_path, tiny_model
 
 
 def test_a_stage_left_half_written_is_redone_from_a_clean_slate(tmp_path, capsys):
-    from ziegler_trl.pipeline import Stages
+    from ziegler_trl.stages import Stages
 
     out = tmp_path / "reward_model"
 

@@ -37,7 +37,8 @@ def test_quickstart_help_lists_its_fields(capsys):
     with pytest.raises(SystemExit):
         main(["quickstart", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--kl-horizon KL_HORIZON Adaptive controller horizon in episodes (the paper: 10,000 over 1M)" in out
+    assert "--kl-horizon KL_HORIZON Horizon of the adaptive KL controller in episodes" in out
+    assert "(the paper: 10,000)" in out and "--policy-learning-rate" in out and "--smoke" in out
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])

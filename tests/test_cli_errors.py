@@ -56,11 +56,11 @@ CASES = {
     ),
     "collect PPO batch below the whitening minimum": (
         ["collect", "--dataset_name", "builtin", "--ppo_batch_size", "4"],
-        "ziegler-trl collect: error: --ppo_batch_size must be at least 8: PPO whitens the rewards",
+        "ziegler-trl collect: error: --policy_batch_size must be at least 8: PPO whitens the rewards",
     ),
     "quickstart PPO batch below the whitening minimum": (
         ["quickstart", "--ppo_batch_size", "4", "--output_dir", "qs"],
-        "ziegler-trl quickstart: error: --ppo_batch_size must be at least 8",
+        "ziegler-trl quickstart: error: --policy_batch_size must be at least 8",
     ),
     "bad collect mode": (
         ["collect", "--dataset_name", "builtin", "--mode", "online"],

@@ -14,9 +14,9 @@ def config(tmp_path, text: str | bytes):
 
 
 def test_a_valid_file_reads_as_its_mapping(tmp_path):
-    path = config(tmp_path, "task: sentiment\nrounds: 2\nreward_lr: 1e-5\nlabeler_temperature: 1\nenv:\n  A: 1\n")
+    path = config(tmp_path, "task: sentiment\nrounds: 2\nreward_learning_rate: 1e-5\nlabeler_temperature: 1\nenv:\n  A: 1\n")
     assert load_config_file(path, [PipelineConfig]) == {
-        "task": "sentiment", "rounds": 2, "reward_lr": "1e-5", "labeler_temperature": 1, "env": {"A": 1}
+        "task": "sentiment", "rounds": 2, "reward_learning_rate": "1e-5", "labeler_temperature": 1, "env": {"A": 1}
     }
 
 
@@ -28,7 +28,8 @@ def test_a_valid_file_reads_as_its_mapping(tmp_path):
         ("rounds: two\n", "cfg.yaml, line 1, field 'rounds': must be an integer (got 'two')"),
         ("rounds: 2.5\n", "cfg.yaml, line 1, field 'rounds': must be an integer (got 2.5)"),
         ("rounds: true\n", "cfg.yaml, line 1, field 'rounds': must be an integer (got True)"),
-        ("reward_lr: fast\n", "cfg.yaml, line 1, field 'reward_lr': must be a number (got 'fast')"),
+        ("reward_learning_rate: fast\n",
+         "cfg.yaml, line 1, field 'reward_learning_rate': must be a number (got 'fast')"),
         ("mode: no\n", "cfg.yaml, line 1, field 'mode': must be a string; YAML reads unquoted yes/no/on/off/true/false "
          "as a boolean: quote the value (got False)"),
         ("seed: 1\n\nseed: 2\n", "cfg.yaml, line 3, field 'seed': repeated key (first on line 1)"),

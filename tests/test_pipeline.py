@@ -19,7 +19,7 @@ def queries(tmp_path):
 def config(tmp_path, tiny_model_dir, queries, **overrides):
     base = dict(output_dir=str(tmp_path / "loop"), model_name_or_path=str(tiny_model_dir), task="sentiment",
                 dataset_name=queries,
-                comparisons_per_round=8, reward_batch_size=4, ppo_episodes_per_round=8, ppo_batch_size=8,
+                comparisons_per_round=8, reward_batch_size=4, total_episodes_per_round=8, policy_batch_size=8,
                 init_kl_coef=0.2, kl_target=6.0)
     base.update(overrides)
     return PipelineConfig(**base)

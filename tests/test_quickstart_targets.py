@@ -1,6 +1,6 @@
 import pytest
 
-from ziegler_trl.quickstart import target_checks
+from ziegler_trl.quickstart.report import target_checks
 
 
 def _results(gain=(0.10, 0.05), win=0.70, kl=2.4, kl_target=2.0):
@@ -30,7 +30,7 @@ def test_each_target_can_be_missed_alone(results, seconds, missed):
 
 
 def test_final_kl_is_the_mean_of_the_last_64_episodes():
-    from ziegler_trl.quickstart import final_kl
+    from ziegler_trl.quickstart.report import final_kl
 
     updates = [{"objective/kl": kl} for kl in (0.0, 1.0, 5.0, 6.0, 7.0, 10.0)]
     assert final_kl(updates, episodes_per_update=16) == pytest.approx((5 + 6 + 7 + 10) / 4)

@@ -173,7 +173,7 @@ COMMANDS: dict[str, Run] = {
         "--save_strategy no --dataset_limit 16"),
     # The loop
     "ziegler-trl collect --mode offline --task sentiment --dataset_name builtin --output_dir runs/loop": Run(
-        f"{TINY} --comparisons_per_round 8 --reward_batch_size 4 --ppo_episodes_per_round 8 --ppo_batch_size 8"),
+        f"{TINY} --comparisons_per_round 8 --reward_batch_size 4 --total_episodes_per_round 8 --policy_batch_size 8"),
     "ziegler-trl label add-labeler --store runs/tldr/labels.sqlite alice": Run(expect_output="http"),
     "ziegler-trl collect --mode batched --rounds 4 --labeler human --task tldr --dataset_name builtin --output_dir "
     "runs/tldr": Run(f"{TINY} --comparisons_per_round 2", expect_rc=3, expect_output="label serve"),

@@ -257,3 +257,9 @@ def parse_args_and_config(
 def with_current_names(settings: Mapping[str, object], renamed: Mapping[str, str]) -> dict:
     """`settings` (e.g. a run's saved config.json) with option names of earlier releases replaced by today's."""
     return {renamed.get(name, name): value for name, value in settings.items()}
+
+
+def override_default(config: type, name: str, default: object) -> dataclasses.Field:
+    """`config`'s field `name` with another default and the same help: how a preset (a subclass) changes a default."""
+    (base,) = [f for f in dataclasses.fields(config) if f.name == name]
+    return dataclasses.field(default=default, metadata=base.metadata)

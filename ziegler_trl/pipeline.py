@@ -11,58 +11,31 @@ Every stage writes its output under `output_dir` and is skipped on a rerun; labe
 (`labels.sqlite`), so a kill at any point loses no answered label. With `labeler: human` a round waits for people
 (`ziegler-trl label serve`): the command stores and assigns the round's comparisons, reports progress and exits;
 rerun it once they are answered.
+
+The stages themselves are `ziegler_trl.stages`' (shared with `ziegler-trl quickstart`, a preset of them); this
+module builds their library configs from a `PipelineConfig`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_files import override_default
 from .errors import UserInputError, check_input_file
 from .labeling import LabelStore
+from .stages import StageConfig, Stages, collect_labels, load_sampler, train_policy, train_reward
 
 # Option names of earlier releases → today's (accepted with a warning, argv and YAML).
-RENAMED = {"model": "model_name_or_path", "queries": "dataset_name"}
-
-
-class Stages:
-    """Named stages with timings in `stages.json`, skipped when already finished (a rerun resumes).
-
-    A stage's `outputs` (files or folders it writes from scratch) are flushed to disk before `stages.json`, itself
-    replaced atomically, marks the stage done; a rerun after a kill during the stage removes what it left half
-    written and runs it again from a clean slate. (Outputs that resume on their own, like a label store, are not
-    listed.)"""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.file = root / "stages.json"
-        self.done: dict[str, float] = json.loads(self.file.read_text()) if self.file.is_file() else {}
-
-    def run(self, name: str, fn, *args, outputs: Sequence[Path] = ()):
-        from .checkpoints import sync_tree, write_text_atomically  # not at import: `collect --help` needs no torch
-
-        if name in self.done:
-            print(f"[{self.root.name}] {name}: done in an earlier run ({self.done[name]:.0f} s), skipped")
-            return None
-        for path in (p for p in outputs if p.exists()):
-            print(f"[{self.root.name}] {name}: removing {path}, left unfinished by a run stopped in this stage")
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        print(f"[{self.root.name}] {name} ...")
-        start = time.perf_counter()
-        result = fn(*args)
-        missing = [str(p) for p in outputs if not p.exists()]
-        if missing:
-            raise RuntimeError(f"stage {name} finished without writing {missing}")
-        for path in outputs:
-            sync_tree(path)
-        self.done[name] = time.perf_counter() - start
-        write_text_atomically(self.file, json.dumps(self.done, indent=2))
-        print(f"[{self.root.name}] {name}: {self.done[name]:.0f} s")
-        return result
+RENAMED = {
+    "model": "model_name_or_path",
+    "queries": "dataset_name",
+    "reward_lr": "reward_learning_rate",
+    "ppo_lr": "policy_learning_rate",
+    "ppo_batch_size": "policy_batch_size",
+    "ppo_episodes_per_round": "total_episodes_per_round",
+}
 
 
 class WaitingForLabels(RuntimeError):
@@ -70,11 +43,8 @@ class WaitingForLabels(RuntimeError):
 
 
 @dataclass
-class PipelineConfig:
-    output_dir: str = field(default="runs/pipeline", metadata={"help": "Where stages, models and labels go."})
-    model_name_or_path: str = field(
-        default="embedded", metadata={"help": "ρ: the initial policy (path, Hub id, 'embedded')."}
-    )
+class PipelineConfig(StageConfig):
+    output_dir: str = override_default(StageConfig, "output_dir", "runs/pipeline")
     task: str = field(default="sentiment", metadata={"help": "Task preset: sentiment, descriptiveness, tldr, cnndm."})
     dataset_name: str = field(
         default="",
@@ -84,22 +54,8 @@ class PipelineConfig:
     mode: str = field(default="offline", metadata={"help": "'offline' (one round) or 'batched' (online rounds)."})
     rounds: int = field(default=4, metadata={"help": "Rounds in batched mode."})
     comparisons_per_round: int = field(default=256, metadata={"help": "Comparisons labeled per round."})
-    k: int = field(default=4, metadata={"help": "Completions per comparison."})
     labeler: str = field(default="sentiment", metadata={"help": "'sentiment' (simulated, VADER) or 'human'."})
-    labeler_temperature: float = field(default=0.0, metadata={"help": "Noise of the simulated labeler."})
-    reward_lr: float = field(default=5e-5, metadata={"help": "Reward model learning rate."})
-    reward_batch_size: int = field(default=8, metadata={"help": "Comparisons per reward model step."})
-    ppo_episodes_per_round: int = field(default=512, metadata={"help": "PPO episodes after each round."})
-    ppo_batch_size: int = field(default=16, metadata={"help": "Episodes per PPO update."})
-    ppo_lr: float = field(default=1e-5, metadata={"help": "PPO learning rate."})
-    init_kl_coef: float = field(default=0.15, metadata={"help": "Initial β."})
-    kl_target: float = field(default=6.0, metadata={"help": "Adaptive KL target (nats)."})
-    seed: int = field(default=0, metadata={"help": "Seed of every stage."})
-    report_to: str = field(
-        default="none",
-        metadata={"help": "Where each stage's trainer logs, as TRL's `report_to`: 'none', 'tensorboard', 'trackio', "
-                  "'wandb' or 'all'; TensorBoard and W&B files go under the stage's own output folder."},
-    )
+    total_episodes_per_round: int = field(default=512, metadata={"help": "PPO episodes after each round."})
 
     def __post_init__(self):
         if self.mode not in ("offline", "batched"):
@@ -109,11 +65,7 @@ class PipelineConfig:
         if not self.dataset_name:
             raise UserInputError("--dataset_name is required: 'builtin', a JSONL file of raw texts for the task, "
                                  "or one of its Hub sources")
-        from .ppo.config import MIN_WHITEN_MINIBATCH  # not at import: `collect --help` needs no torch
-
-        if self.ppo_batch_size < MIN_WHITEN_MINIBATCH:  # refused now, not after the labels and the reward model
-            raise UserInputError(f"--ppo_batch_size must be at least {MIN_WHITEN_MINIBATCH}: PPO whitens the rewards "
-                                 f"of each minibatch, as the paper's code, got {self.ppo_batch_size}")
+        super().__post_init__()
 
 
 def _labeler(cfg: PipelineConfig, store: LabelStore):
@@ -146,8 +98,7 @@ def require_labelers(cfg: PipelineConfig, store: LabelStore) -> None:
 
 
 def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
-    from .collection import collect_round
-    from .models import inference_device, load_policy, load_tokenizer
+    from .models import load_tokenizer
     from .tasks import build_queries
 
     store = LabelStore(root / "labels.sqlite")
@@ -157,67 +108,51 @@ def collect(cfg: PipelineConfig, root: Path, round_: int) -> None:
     queries = build_queries(texts, cfg.task, tokenizer)
     start = round_ * cfg.comparisons_per_round  # each round takes fresh queries, cycling through the source
     queries = [queries[(start + i) % len(queries)] for i in range(cfg.comparisons_per_round)]
-    policy = load_policy(_policy_path(cfg, root, round_), tokenizer).to(inference_device())
-    ids = collect_round(store, policy, tokenizer, queries, cfg.task, _labeler(cfg, store), k=cfg.k, round=round_,
-                        policy_name=f"round{round_}", wait=cfg.labeler != "human")
-    answered = len({a.comparison_id for a in store.answers(ids) if not a.skipped})
+    policy = load_sampler(_policy_path(cfg, root, round_), tokenizer)
+    answered, stored = collect_labels(store, policy, tokenizer, queries, cfg.task, _labeler(cfg, store), k=cfg.k,
+                                      round=round_, policy_name=f"round{round_}", wait=cfg.labeler != "human")
     store.close()
-    if answered < len(ids):
+    if answered < stored:
         raise WaitingForLabels(
-            f"round {round_}: {answered}/{len(ids)} comparisons answered; serve them with `ziegler-trl label serve "
+            f"round {round_}: {answered}/{stored} comparisons answered; serve them with `ziegler-trl label serve "
             f"--store {root / 'labels.sqlite'}` and rerun this command to continue"
         )
 
 
-def train_reward(cfg: PipelineConfig, root: Path, round_: int) -> None:
+def reward_stage(cfg: PipelineConfig, root: Path, round_: int) -> None:
     """Retrain from ρ on all labels so far (the paper retrains rather than fine-tunes), normalised on ρ."""
-    from trl import ModelConfig
-
     from .reward import BestOfKRewardConfig
-    from .reward.pipeline import RewardScriptArguments, train_reward_model
+    from .reward.pipeline import RewardScriptArguments
 
-    store = LabelStore(root / "labels.sqlite")
-    labels = store.training_dataset(f"reward_round{round_}")  # from now on these answers cannot be undone
-    store.close()
     script = RewardScriptArguments(task=cfg.task, eval_fraction=0.1)
     args = BestOfKRewardConfig(
         output_dir=str(root / f"reward_round{round_}"), per_device_train_batch_size=cfg.reward_batch_size,
-        learning_rate=cfg.reward_lr, save_strategy="no", report_to=cfg.report_to, seed=cfg.seed, logging_steps=5,
+        learning_rate=cfg.reward_learning_rate, save_strategy="no", report_to=cfg.report_to, seed=cfg.seed,
+        logging_steps=5,
     )
-    train_reward_model(script, args, labels=labels, model_args=ModelConfig(model_name_or_path=cfg.model_name_or_path))
+    train_reward(root / "labels.sqlite", f"reward_round{round_}", cfg.model_name_or_path, script, args)
 
 
-def train_policy(cfg: PipelineConfig, root: Path, round_: int) -> None:
+def policy_stage(cfg: PipelineConfig, root: Path, round_: int) -> None:
     """Continue PPO from π with this round's reward model frozen; ρ stays the initial policy; β carries over."""
-    from .model_cards import policy_card
-    from .models import load_tokenizer
-    from .ppo import ZieglerPPOConfig, ZieglerPPOTrainer
-    from .reporting import log_under_output_dir
+    from .ppo import ZieglerPPOConfig
 
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
     beta = cfg.init_kl_coef
     if round_ > 0:
         previous = json.loads((root / f"policy_round{round_ - 1}" / "ppo_log.json").read_text())
         beta = [e["objective/kl_coef"] for e in previous if "objective/kl_coef" in e][-1]
-    micro = min(8, cfg.ppo_batch_size)
+    micro = min(8, cfg.policy_batch_size)
     args = ZieglerPPOConfig(
         output_dir=str(root / f"policy_round{round_}"), task=cfg.task, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=cfg.ppo_batch_size // micro, total_episodes=cfg.ppo_episodes_per_round,
-        learning_rate=cfg.ppo_lr, init_kl_coef=beta, kl_target=cfg.kl_target, seed=cfg.seed + round_,
+        gradient_accumulation_steps=cfg.policy_batch_size // micro, total_episodes=cfg.total_episodes_per_round,
+        learning_rate=cfg.policy_learning_rate, init_kl_coef=beta, kl_target=cfg.kl_target, seed=cfg.seed + round_,
         report_to=cfg.report_to, save_strategy="no",
     )
-    trainer = ZieglerPPOTrainer(
-        _policy_path(cfg, root, round_), args=args, train_dataset=_texts(cfg), processing_class=tokenizer,
-        reward_model=str(root / f"reward_round{round_}"), ref_model=cfg.model_name_or_path,
-    )
-    log_under_output_dir(trainer)
-    trainer.train()
-    trainer.save_model(args.output_dir)
-    tokenizer.save_pretrained(args.output_dir)
-    policy_card(args.output_dir, cfg.model_name_or_path, cfg.task, cfg.dataset_name, len(trainer.train_dataset), args,
-                trainer.state.log_history, f"the reward model `{root / f'reward_round{round_}'}` (retrained on every "
-                "label so far)")
-    (root / f"policy_round{round_}" / "ppo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    reward_model = str(root / f"reward_round{round_}")
+    train_policy(cfg.model_name_or_path, args, _texts(cfg), reward_model, policy=_policy_path(cfg, root, round_),
+                 ref_model=cfg.model_name_or_path, data_source=cfg.dataset_name,
+                 reward_description=f"the reward model `{reward_model}` (retrained on every label so far)",
+                 log_file=root / f"policy_round{round_}" / "ppo_log.json")
 
 
 def run_pipeline(cfg: PipelineConfig) -> Path:
@@ -233,8 +168,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     rounds = 1 if cfg.mode == "offline" else cfg.rounds
     for round_ in range(rounds):
         stages.run(f"collect_round{round_}", collect, cfg, root, round_)
-        stages.run(f"reward_round{round_}", train_reward, cfg, root, round_, outputs=[root / f"reward_round{round_}"])
-        stages.run(f"policy_round{round_}", train_policy, cfg, root, round_, outputs=[root / f"policy_round{round_}"])
+        stages.run(f"reward_round{round_}", reward_stage, cfg, root, round_, outputs=[root / f"reward_round{round_}"])
+        stages.run(f"policy_round{round_}", policy_stage, cfg, root, round_, outputs=[root / f"policy_round{round_}"])
     return root / f"policy_round{rounds - 1}"
 
 
