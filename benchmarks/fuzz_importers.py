@@ -34,7 +34,6 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
-
 from trl import ModelConfig
 
 from ziegler_trl.config_files import load_config_file
@@ -43,7 +42,8 @@ from ziegler_trl.jsonl import jsonl_line
 from ziegler_trl.labeling import Answer, LabelStore
 from ziegler_trl.labeling.commands import import_labels
 from ziegler_trl.ppo import ZieglerPPOConfig
-from ziegler_trl.ppo.pipeline import RENAMED as POLICY_RENAMED, PolicyScriptArguments
+from ziegler_trl.ppo.pipeline import RENAMED as POLICY_RENAMED
+from ziegler_trl.ppo.pipeline import PolicyScriptArguments
 from ziegler_trl.reward.labels import load_label_dataset, load_openai_labels
 from ziegler_trl.tasks import load_task_texts
 

@@ -32,9 +32,10 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from ziegler_trl.blocks import freeze_bottom_layers
 from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import LabelStore, sentiment_score
-from ziegler_trl.models import freeze_bottom_layers, load_policy, load_tokenizer
+from ziegler_trl.models import load_policy, load_tokenizer
 from ziegler_trl.ppo import ZieglerPPOConfig, ZieglerPPOTrainer
 from ziegler_trl.quickstart.config import RENAMED, QuickstartConfig
 from ziegler_trl.quickstart.report import evaluate

@@ -26,10 +26,13 @@ import torch
 from ziegler_trl.config_files import with_current_names
 from ziegler_trl.labeling import sentiment_score
 from ziegler_trl.models import load_tokenizer
-from ziegler_trl.quickstart import RENAMED, QuickstartConfig, _queries, _sampler, _task
+from ziegler_trl.quickstart import RENAMED, QuickstartConfig
+from ziegler_trl.quickstart.stages import as_queries
+from ziegler_trl.quickstart.stages import task as quickstart_task
 from ziegler_trl.reward.model import load_reward_model
 from ziegler_trl.reward.scoring import score_texts
 from ziegler_trl.sampling import sample_completions
+from ziegler_trl.stages import load_sampler
 
 BASELINES = 8  # independent samples of ρ per query that each pick is compared with
 
@@ -60,8 +63,8 @@ def main() -> None:
     model = str(run / "smoke-model") if cfg.smoke else cfg.model_name_or_path
     tokenizer = load_tokenizer(model)
     held_out = json.loads((run / "queries.json").read_text())["held_out"]
-    queries, task = _queries(held_out, tokenizer), _task(cfg)
-    rho = _sampler(cfg, model, tokenizer)
+    queries, task = as_queries(held_out, tokenizer), quickstart_task(cfg)
+    rho = load_sampler(model, tokenizer, cfg.sampling_dtype)
     torch.manual_seed(args.seed)
     candidates = sample_completions(rho, tokenizer, queries, task, k=args.candidates, batch_size=8).texts(tokenizer)
     baselines = sample_completions(rho, tokenizer, queries, task, k=BASELINES, batch_size=16).texts(tokenizer)

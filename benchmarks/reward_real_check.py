@@ -31,10 +31,10 @@ from ziegler_trl import (
     load_tokenizer,
 )
 from ziegler_trl.collection import label_comparisons, sample_comparisons
-from ziegler_trl.jsonl import write_jsonl
-from ziegler_trl.jsonl import read_jsonl
+from ziegler_trl.jsonl import read_jsonl, write_jsonl
 from ziegler_trl.labeling import SentimentLabeler
 from ziegler_trl.tasks import build_queries
+
 
 def make_labels(args) -> tuple[list[dict], list[dict]]:
     tokenizer = load_tokenizer(args.model)

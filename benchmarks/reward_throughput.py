@@ -21,7 +21,12 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from ziegler_trl import BestOfKRewardConfig, BestOfKRewardTrainer, load_reward_model, load_tokenizer
+from ziegler_trl import (
+    BestOfKRewardConfig,
+    BestOfKRewardTrainer,
+    load_reward_model,
+    load_tokenizer,
+)
 from ziegler_trl.jsonl import read_jsonl
 from ziegler_trl.reward.scoring import score_texts
 

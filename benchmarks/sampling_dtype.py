@@ -21,7 +21,9 @@ import torch
 
 from ziegler_trl import load_policy, load_tokenizer, sample_completions, sampling_dtype
 from ziegler_trl.ppo.core import position_ids_from_mask
-from ziegler_trl.quickstart import QuickstartConfig, _queries, _task
+from ziegler_trl.quickstart import QuickstartConfig
+from ziegler_trl.quickstart.stages import as_queries
+from ziegler_trl.quickstart.stages import task as quickstart_task
 from ziegler_trl.sampling import pad_left
 
 
@@ -56,9 +58,9 @@ def main() -> None:
     run = Path(args.run_dir)
     print(f"device bf16 units: {sampling_dtype('cpu') == torch.bfloat16}; torch threads {torch.get_num_threads()}")
     tokenizer = load_tokenizer("embedded")
-    task = _task(QuickstartConfig())
+    task = quickstart_task(QuickstartConfig())
     texts = json.loads((run / "queries.json").read_text())["held_out"][: args.queries]
-    queries = _queries(texts, tokenizer)
+    queries = as_queries(texts, tokenizer)
 
     fp32 = load_policy("embedded", tokenizer).eval()
     bf16 = load_policy("embedded", tokenizer, dtype=torch.bfloat16).eval()
