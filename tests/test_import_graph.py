@@ -17,13 +17,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "ziegler_trl"
 
-# Cycles outside the reward/models re-housing, as the modules of each strongly connected component; the lead empties
-# this list once they are cut (the test fails when a listed cycle is gone, so the list cannot go stale).
-KNOWN_CYCLES = [
-    {"ziegler_trl.cli", "ziegler_trl.evaluation.commands"},  # run_reporting_errors, imported back by the eval commands
-]
-
-
 def module_files(root: Path) -> dict[str, Path]:
     """Dotted module name → file, for every module of the package at `root` (a package by its `__init__.py`)."""
     modules = {}
@@ -181,8 +174,5 @@ def test_the_graph_follows_function_level_and_lazy_imports_and_skips_type_checki
 
 def test_no_import_cycle():
     graph = import_graph()
-    found = components(graph)
-    unknown = [cycle_through(graph, component) for component in found if component not in KNOWN_CYCLES]
-    assert not unknown, "import cycles:\n" + "\n".join(" → ".join(cycle) for cycle in unknown)
-    gone = [sorted(known) for known in KNOWN_CYCLES if known not in found]
-    assert not gone, f"cycles no longer there, to remove from KNOWN_CYCLES: {gone}"
+    cycles = [cycle_through(graph, component) for component in components(graph)]
+    assert not cycles, "import cycles:\n" + "\n".join(" → ".join(cycle) for cycle in cycles)

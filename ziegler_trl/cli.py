@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from .errors import UserInputError
+from .errors import run_reporting_errors
 
 # name → (module with `main(argv)`, one-line help). Their options are dataclass fields parsed by TrlParser.
 DATACLASS_COMMANDS = {
@@ -26,16 +26,6 @@ DATACLASS_COMMANDS = {
     "train-reward": ("ziegler_trl.reward.pipeline", "train and normalise a best-of-K reward model"),
     "train-policy": ("ziegler_trl.ppo.pipeline", "PPO against a reward model or a built-in scorer"),
 }
-
-
-def run_reporting_errors(prog: str, command: Callable[[], int | None]) -> int:
-    """Run `command`; a `UserInputError` becomes one line `prog: error: message` on stderr and status 2."""
-    try:
-        return command() or 0
-    except UserInputError as error:
-        message = " ".join(str(error).split())  # one line, even for a message quoting a multi-line value
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
 
 
 def _dataclass_command(name: str, argv: Sequence[str], prog: str | None = None) -> None:

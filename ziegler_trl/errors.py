@@ -7,6 +7,8 @@ offending value shortened to a readable length.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _UNSET = object()
@@ -76,3 +78,13 @@ def check_input_file(source: str, option: str) -> None:
         raise UserInputError(f"{option} {source!r}: no such file (looked in {path.resolve().parent})")
     if path.is_dir():
         raise UserInputError(f"{option} {source!r} is a folder, not a file")
+
+
+def run_reporting_errors(prog: str, command: Callable[[], int | None]) -> int:
+    """Run `command`; a `UserInputError` becomes one line `prog: error: message` on stderr and status 2."""
+    try:
+        return command() or 0
+    except UserInputError as error:
+        message = " ".join(str(error).split())  # one line, even for a message quoting a multi-line value
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2

@@ -68,7 +68,7 @@ def table_main(module, argv: Sequence[str] | None = None, prog: str | None = Non
     is printed as one line and returns status 2."""
     import sys
 
-    from ...cli import run_reporting_errors
+    from ...errors import run_reporting_errors
 
     argv = sys.argv[1:] if argv is None else argv
     return run_reporting_errors(prog or module.__name__, lambda: module.run(parse(module, argv, prog)))
