@@ -26,10 +26,11 @@ from .errors import UserInputError
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
     from .labeling import LabelStore
     from .ppo import ZieglerPPOConfig
+    from .ppo.reward_source import RewardFn
     from .reward import BestOfKRewardConfig
     from .reward.pipeline import RewardScriptArguments
     from .tasks import Query, TaskSpec
@@ -187,13 +188,15 @@ def train_reward(
 
 
 def train_policy(
-    rho: str, args: ZieglerPPOConfig, prompts: Dataset, reward_model: str, *, policy: str | None = None,
+    rho: str, args: ZieglerPPOConfig, prompts: Dataset, reward_model: str | None, *, policy: str | None = None,
     trainable_top_layers: int | None = None, ref_model: str | None = None, data_source: str,
-    reward_description: str, log_file: Path,
+    reward_description: str, log_file: Path, reward_fn: RewardFn | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> None:
-    """PPO from `policy` (ρ when None) against the frozen `reward_model`, KL-penalised toward `ref_model` (a frozen
-    copy of the starting policy when None); with `trainable_top_layers`, only the policy's top blocks, final norm and
-    heads train. Saves the policy and ρ's tokenizer in `args.output_dir` with a model card (`data_source` and
+    """PPO from `policy` (ρ when None) against the frozen `reward_model` (or `reward_fn(prompts, completions)`, given
+    instead of it), KL-penalised toward `ref_model` (a frozen copy of the starting policy when None); with
+    `trainable_top_layers`, only the policy's top blocks, final norm and heads train; `callbacks` join the trainer's.
+    Saves the policy and ρ's tokenizer in `args.output_dir` with a model card (`data_source` and
     `reward_description` name its data and reward), and the trainer's log in `log_file`."""
     from .blocks import freeze_bottom_layers
     from .model_cards import policy_card
@@ -207,7 +210,8 @@ def train_policy(
         model = load_policy(model, tokenizer)
         freeze_bottom_layers(model, trainable_top_layers)
     trainer = ZieglerPPOTrainer(model, args=args, train_dataset=prompts, processing_class=tokenizer,
-                                reward_model=reward_model, ref_model=ref_model)
+                                reward_model=reward_model, reward_fn=reward_fn, ref_model=ref_model,
+                                callbacks=list(callbacks))
     log_under_output_dir(trainer)
     trainer.train()
     trainer.save_model(args.output_dir)

@@ -97,17 +97,23 @@ def collect_labels(cfg: QuickstartConfig, model: str, root: Path) -> None:
     store.close()
 
 
-def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
-    """The reward model on round 0's labels, its top `reward_trainable_top_layers` blocks trained."""
+def reward_settings(cfg: QuickstartConfig, output_dir: Path) -> tuple[RewardScriptArguments, BestOfKRewardConfig]:
+    """The reward stage's settings: its top `reward_trainable_top_layers` blocks trained, saved in `output_dir`."""
     script = RewardScriptArguments(task="sentiment", eval_fraction=0.125,
                                    normalize_samples=cfg.reward_normalize_samples,
                                    trainable_top_layers=cfg.reward_trainable_top_layers)
     args = BestOfKRewardConfig(
-        output_dir=str(root / "reward_model"), per_device_train_batch_size=cfg.reward_batch_size,
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.reward_batch_size,
         per_device_eval_batch_size=16, learning_rate=cfg.reward_learning_rate,
         num_train_epochs=cfg.reward_num_train_epochs, logging_steps=2, save_strategy="no", report_to=cfg.report_to,
         seed=cfg.seed, dataloader_pin_memory=False,
     )
+    return script, args
+
+
+def train_reward(cfg: QuickstartConfig, model: str, root: Path) -> None:
+    """The reward model on round 0's labels."""
+    script, args = reward_settings(cfg, root / "reward_model")
     stages.train_reward(root / "labels.sqlite", "quickstart reward_model", model, script, args, round=0,
                         sampling_dtype=cfg.sampling_dtype, task=task(cfg))
 
