@@ -146,7 +146,8 @@ def report(name: str, cli, train_seconds: float, marks: list[float], steps: int,
     print("RESULT " + json.dumps({
         "trainer": name, "episodes": episodes, "train_seconds": train_seconds, "optimizer_steps": steps,
         "episodes_per_second": episodes / train_seconds, "steps_per_second": steps / train_seconds,
-        "update_seconds": update_seconds(marks), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "update_seconds": update_seconds(marks),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
         "reward_before": before, "reward_after": after, "reward_gain": after - before,
     }), flush=True)
 
