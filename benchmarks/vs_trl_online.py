@@ -328,7 +328,8 @@ def spawn(name: str, cli) -> dict:
 
 
 def row(label: str, values: list[float], fmt: str, ratio: bool = True) -> str:
-    cells = "".join(f"{v:>16{fmt}}" for v in values)
+    spec = f">+16{fmt[1:]}" if fmt.startswith("+") else f">16{fmt}"  # sign before width
+    cells = "".join(f"{v:{spec}}" for v in values)
     return f"{label:<30}{cells}" + (f"{values[0] / values[1]:>12.2f}x" if ratio and values[1] else "")
 
 
