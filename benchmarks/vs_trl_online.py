@@ -29,6 +29,7 @@ How the knobs map (B = `--batch-size` episodes per update, m = `--micro-batch`, 
                                                        sum, put on the sequence (RLOO has no per-token credit)
     value head on the policy trunk (vf_coef 0.1), GAE  no value model: leave-one-out baseline over the G siblings
     clip ε 0.2, lr, AdamW, max_grad_norm 1, const. lr  epsilon 0.2, the same lr, optimizer, clipping and schedule
+    no gradient checkpointing (the CPU default)        gradient_checkpointing False (TRL's default is True)
 
 Held-out reward gain: the mean VADER score of `--eval-samples` sampled responses (temperature 0.7, length T, the
 library's sampler, the same seed) to each of `--held-out` prompts kept out of training, after training minus before.
@@ -207,7 +208,8 @@ def run_rloo(cli) -> None:
         num_generations=cli.generations, num_iterations=cli.epochs, max_completion_length=cli.response_length,
         generation_kwargs={"min_new_tokens": cli.response_length}, temperature=cli.temperature, top_k=0, top_p=1.0,
         beta=cli.beta, epsilon=0.2, learning_rate=cli.learning_rate, lr_scheduler_type="constant",
-        max_grad_norm=1.0, adam_epsilon=1e-5, max_steps=cli.updates * cli.epochs, save_strategy="no", report_to=[],
+        max_grad_norm=1.0, adam_epsilon=1e-5, max_steps=cli.updates * cli.epochs, gradient_checkpointing=False,
+        save_strategy="no", report_to=[],
         log_completions=False, logging_steps=cli.epochs, bf16=False, seed=SEED, disable_tqdm=True,
         dataloader_pin_memory=False,
     )
