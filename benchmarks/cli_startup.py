@@ -32,12 +32,8 @@ def seconds(command: list[str], runs: int, cwd: str) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="fresh processes per command (the median is shown)")
-    parser.add_argument("--all", action="store_true", help="also every command's --help")
-    args = parser.parse_args()
-
+def startup_seconds(runs: int, every_command: bool = False) -> dict[str, float]:
+    """Median wall time of each command over `runs` fresh processes (`every_command`: each command's --help too)."""
     root = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,19 +46,29 @@ def main() -> None:
             "ziegler-trl label status --store S": [*cli, "label", "status", "--store", store],
             "ziegler-trl eval summarization --help": [*cli, "eval", "summarization", "--help"],
         }
-        if args.all:
+        if every_command:
             for name in ("collect", "quickstart", "sft", "train-reward", "train-policy"):
                 commands[f"ziegler-trl {name} --help"] = [*cli, name, "--help"]
-        results = {name: seconds(command, args.runs, tmp) for name, command in commands.items()}
+        return {name: seconds(command, runs, tmp) for name, command in commands.items()}
 
+
+def print_startup(results: dict[str, float], runs: int) -> None:
     torch_s = results['python -c "import torch"']
-    print(f"start-up, median of {args.runs} fresh processes ({sys.executable}, {os.cpu_count()} CPUs)")
+    print(f"start-up, median of {runs} fresh processes ({sys.executable}, {os.cpu_count()} CPUs)")
     print(f"{'command':<42} {'seconds':>8} {'× import torch':>15}")
     for name, value in results.items():
         print(f"{name:<42} {value:>8.3f} {value / torch_s:>15.2f}")
     quick = [name for name in results if "label" in name or name == "ziegler-trl --help"]
     met = all(results[name] <= TARGET_RATIO * torch_s for name in quick)
     print(f"target ≤ {TARGET_RATIO}× import torch for --help and label commands: {'met' if met else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per command (the median is shown)")
+    parser.add_argument("--all", action="store_true", help="also every command's --help")
+    args = parser.parse_args()
+    print_startup(startup_seconds(args.runs, args.all), args.runs)
 
 
 if __name__ == "__main__":

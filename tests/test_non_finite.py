@@ -101,3 +101,21 @@ def test_reward_trainer_stops_on_a_nan_gradient_and_on_a_nan_weight(tmp_path, ti
     out = tmp_path / "rm"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     assert all(torch.isfinite(t).all() for t in load_file(out / "checkpoint-2" / "model.safetensors").values())
+
+
+def test_a_nan_loss_stops_ppo_naming_the_loss_before_the_step(tiny_tokenizer, tmp_path):
+    """The loss metrics are gathered once per update, yet a non-finite loss still stops the run before the optimizer
+    step its gradients reach, named as the cause."""
+    trainer = make_trainer(tiny_tokenizer, tmp_path)
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+
+    def spoil(module, args, output):  # the value head's training forwards from step 2 on (not the rollout's)
+        return output * math.nan if torch.is_grad_enabled() and trainer.state.global_step >= 1 else output
+
+    trainer.model.value_head.register_forward_hook(spoil)
+    with pytest.raises(NonFiniteError, match=r"Non-finite values in the PPO loss at global step 1 \(policy_loss=[-0-9.e]+"
+                                             r", value_loss=nan\); training stopped before any optimizer step used"):
+        trainer.train()
+    assert trainer.state.global_step == 1
+    assert not all(torch.equal(w, p) for w, p in zip(weights, trainer.model.parameters()))  # step 1 ran
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -8,8 +8,10 @@ from transformers import get_scheduler
 
 from ziegler_trl.ppo import ZieglerPPOConfig
 from ziegler_trl.ppo.core import (
+    entropy,
     explained_variance,
     gae,
+    logprobs_and_entropy,
     logprobs_from_logits,
     per_token_rewards,
     policy_loss,
@@ -96,6 +98,16 @@ def test_logprobs_divide_logits_by_temperature():
     tokens = torch.tensor([[0]])
     expected = torch.log_softmax(logits[0, 0] / 0.7, dim=-1)[0]
     assert logprobs_from_logits(logits, tokens, 0.7).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_logprobs_and_entropy_in_one_pass_equal_the_separate_functions():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 300, generator=generator, requires_grad=True)
+    tokens = torch.randint(0, 300, (3, 5), generator=generator)
+    logprobs, entropies = logprobs_and_entropy(logits, tokens, temperature=0.7)
+    assert torch.equal(logprobs, logprobs_from_logits(logits, tokens, 0.7))
+    assert torch.equal(entropies, entropy(logits, 0.7).detach())
+    assert logprobs.requires_grad and not entropies.requires_grad
 
 
 def test_position_ids_start_at_first_real_token():

@@ -154,6 +154,11 @@ class ZieglerPPOConfig(_BaseConfig):
                   "keep the adapters so a run can resume."},
     )
     logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps."})
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={"help": "The Trainer's filter of non-finite losses out of the logged loss; off because a non-finite "
+                  "PPO loss stops the run, and the filter costs a host sync every micro-step."},
+    )
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in all models (the paper's code)."})
     log_completions: bool = field(
         default=True, metadata={"help": "Print a table of sample completions with score and KL at each log."}

@@ -45,13 +45,7 @@ from .block_cache import FrozenBlockCache
 from .buffer import loss_inputs, ppo_minibatches
 from .checks import check_reward
 from .config import ZieglerPPOConfig
-from .core import (
-    entropy,
-    explained_variance,
-    logprobs_from_logits,
-    policy_loss,
-    value_loss,
-)
+from .core import explained_variance, logprobs_and_entropy, policy_loss, value_loss
 from .kl_control import (
     AdaptiveKLController,
     FixedKLController,
@@ -70,6 +64,12 @@ from .tf_adam import tf_adam_for
 logger = logging.getLogger(__name__)
 
 __all__ = ["NonFiniteError", "ZieglerPPOTrainer"]
+
+# What `compute_loss` logs per micro-step, in the order it stacks them.
+LOSS_METRICS = (
+    "ppo/loss/policy", "ppo/loss/value", "ppo/loss/total", "ppo/policy/approxkl", "ppo/policy/clipfrac",
+    "ppo/policy/entropy", "ppo/val/vpred", "ppo/val/error", "ppo/val/clipfrac", "ppo/returns/mean", "ppo/returns/var",
+)
 
 
 class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
@@ -195,6 +195,7 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         self._step = 0  # micro-steps, as the Trainer's dataloader counts them
         self._buffer: list[dict[str, torch.Tensor]] | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._pending_loss_metrics: list[torch.Tensor] = []  # [len(LOSS_METRICS)] per micro-step, on the device
         self._samples: dict[str, list] = {}
         self._episodes = 0
         self._merge_adapters = False  # set by save_model for the duration of a user's save
@@ -272,6 +273,8 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._step += 1
+        if self._step % self._micro_steps_per_update == 0:
+            self._gather_loss_metrics()
         return loss
 
     @contextmanager
@@ -349,28 +352,44 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         responses = inputs["responses"]
         cached = self.block_cache.epoch_inputs(inputs["rows"]) if self.block_cache is not None else {}
         logits, vpred, _ = model(inputs["input_ids"], inputs["attention_mask"], responses.shape[1], **cached)
-        logprobs = logprobs_from_logits(logits, responses, self.temperature)
+        logprobs, entropies = logprobs_and_entropy(logits, responses, self.temperature)
         pg_loss, pg_stats = policy_loss(logprobs, inputs["old_logprobs"], inputs["advantages"], self.args.cliprange)
         vf_loss, vf_stats = value_loss(vpred, inputs["old_values"], inputs["returns"], self.args.cliprange_value)
         loss = pg_loss + self.args.vf_coef * vf_loss
 
-        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float(), reduction="sum")
-        if bad.item() > 0:
-            self._stop_on_non_finite("PPO loss", policy_loss=pg_loss.item(), value_loss=vf_loss.item())
-        with torch.no_grad():
+        with torch.no_grad():  # kept on the device: gathered once per update (`_gather_loss_metrics`), no sync here
             returns = inputs["returns"]
-            stats = {
-                "ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/loss/total": loss,
-                "ppo/policy/approxkl": pg_stats["approxkl"], "ppo/policy/clipfrac": pg_stats["clipfrac"],
-                "ppo/policy/entropy": entropy(logits, self.temperature).mean(),
-                "ppo/val/vpred": vf_stats["vpred"], "ppo/val/error": vf_stats["error"],
-                "ppo/val/clipfrac": vf_stats["clipfrac"],
-                "ppo/returns/mean": returns.mean(), "ppo/returns/var": inputs["returns_var"],
-            }
-            values = self.accelerator.reduce(torch.stack([v.float() for v in stats.values()]), reduction="mean")
-        for key, value in zip(stats, values.tolist()):
-            self._metrics[key].append(value)
+            stats = (
+                pg_loss, vf_loss, loss, pg_stats["approxkl"], pg_stats["clipfrac"], entropies.mean(),
+                vf_stats["vpred"], vf_stats["error"], vf_stats["clipfrac"], returns.mean(), inputs["returns_var"],
+            )
+            self._pending_loss_metrics.append(torch.stack([v.float() for v in stats]))
+        if self.is_deepspeed_enabled:  # DeepSpeed steps inside backward: a non-finite loss must stop before it
+            self._gather_loss_metrics()
         return loss
+
+    def _gather_loss_metrics(self) -> None:
+        """The micro-steps' loss metrics since the last gather, in one reduction over processes and one host sync; a
+        non-finite PPO loss on any process stops the run. Runs at the end of every update and before a log (where
+        the Trainer logs within an update), so each log has every micro-step's values that came before it."""
+        if not self._pending_loss_metrics:
+            return
+        pending, self._pending_loss_metrics = self._pending_loss_metrics, []
+        rows = self.accelerator.reduce(torch.stack(pending), reduction="mean").tolist()
+        for row in rows:
+            values = dict(zip(LOSS_METRICS, row))
+            if not math.isfinite(values["ppo/loss/total"]):
+                self._stop_on_non_finite("PPO loss", policy_loss=values["ppo/loss/policy"],
+                                         value_loss=values["ppo/loss/value"])
+        for row in rows:
+            for key, value in zip(LOSS_METRICS, row):
+                self._metrics[key].append(value)
+
+    def _stop_on_non_finite(self, where: str, stopped: str | None = None, **values: float) -> None:
+        # A non-finite loss makes the gradients non-finite too: the guard's gradient check, which runs first, then
+        # reports the loss as the cause.
+        self._gather_loss_metrics()
+        super()._stop_on_non_finite(where, stopped, **values)
 
     # ----- optimizer, logging, checkpoints -----
 
@@ -388,6 +407,7 @@ class ZieglerPPOTrainer(AtomicCheckpoints, NonFiniteGuard, _BaseTrainer):
         return scheduler
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        self._gather_loss_metrics()
         logs.update({key: sum(values) / len(values) for key, values in self._metrics.items() if values})
         self._metrics.clear()
         if "ppo/val/error" in logs:  # from the window's averages, as the paper's code computes it
