@@ -68,6 +68,8 @@ def main(model_dir: str, out: Path) -> None:
     result["beta"] = ppo.kl_controller.value
     result["kl_coef_log"] = [e["objective/kl_coef"] for e in ppo.state.log_history if "objective/kl_coef" in e]
     (out / f"rank{rank}.json").write_text(json.dumps(result))
+    if torch.distributed.is_initialized():  # as the CLI does after a stage: no rank exits with gloo's threads up
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

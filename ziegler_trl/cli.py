@@ -30,7 +30,19 @@ DATACLASS_COMMANDS = {
 
 def _dataclass_command(name: str, argv: Sequence[str], prog: str | None = None) -> None:
     module = importlib.import_module(DATACLASS_COMMANDS[name][0])
-    module.main(list(argv), prog=prog or f"ziegler-trl {name}")  # its return value (metrics, a path) is for Python
+    try:
+        module.main(list(argv), prog=prog or f"ziegler-trl {name}")  # its return value (metrics, a path) is for Python
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Tear down the process group a stage under `accelerate launch` started, so no process exits with the
+    backend's threads still running (a gloo rank that did aborted with "terminate called without an active
+    exception")."""
+    dist = sys.modules.get("torch.distributed")  # never imported here: commands without torch stay without it
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def run_recipe(command: str, script: str) -> None:
