@@ -30,8 +30,16 @@ from ziegler_trl import TASKS, AdaptiveKLController, best_of_k_loss, fit_reward_
 from ziegler_trl.models import load_policy
 from ziegler_trl.ppo import TFAdam, ZieglerPPOConfig, ZieglerPPOTrainer
 from ziegler_trl.ppo.buffer import loss_inputs, ppo_minibatches
-from ziegler_trl.ppo.core import entropy, explained_variance, gae, logprobs_from_logits, per_token_rewards, policy_loss
-from ziegler_trl.ppo.core import value_loss, whiten
+from ziegler_trl.ppo.core import (
+    explained_variance,
+    gae,
+    logprobs_and_entropy,
+    logprobs_from_logits,
+    per_token_rewards,
+    policy_loss,
+    value_loss,
+    whiten,
+)
 from ziegler_trl.reward.model import load_reward_model
 from ziegler_trl.reward.normalization import apply_reward_normalization
 from ziegler_trl.reward.pipeline import sample_rho_for_normalization
@@ -263,8 +271,9 @@ def test_temperature_logprobs_and_entropy_match_the_paper():
     logits = 3 * torch.randn(4, 7, 50, generator=generator)
     labels = torch.randint(0, 50, (4, 7), generator=generator)
     expected_logprobs, expected_entropy = paper_logprobs_and_entropy(logits, labels, 0.7)
-    torch.testing.assert_close(logprobs_from_logits(logits, labels, 0.7), expected_logprobs)
-    torch.testing.assert_close(entropy(logits, 0.7), expected_entropy)
+    logprobs, entropies = logprobs_and_entropy(logits, labels, 0.7)  # what PPO's loss uses
+    torch.testing.assert_close(logprobs, expected_logprobs)
+    torch.testing.assert_close(entropies, expected_entropy)
 
 
 def test_per_token_rewards_whitening_and_gae_match_the_paper():

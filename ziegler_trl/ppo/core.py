@@ -6,7 +6,7 @@ Responses have a fixed length T (the paper's sampling), so every position is a r
 from __future__ import annotations
 
 import torch
-from trl.trainer.utils import entropy_from_logits, selective_log_softmax, selective_log_softmax_and_entropy
+from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -23,16 +23,11 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
     return selective_log_softmax(logits.float() / temperature, tokens)
 
 
-def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """H_t = −Σ_v p_v log p_v of softmax(logits / T) at each position, [B, T]."""
-    return entropy_from_logits(logits.float() / temperature)
-
-
 def logprobs_and_entropy(
     logits: torch.Tensor, tokens: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(`logprobs_from_logits`, `entropy`) from one scaling of the logits, softmax(logits / T) (one fused pass where
-    TRL has a kernel for it); the entropy, a metric, carries no gradient."""
+    """(`logprobs_from_logits`, H_t = −Σ_v p_v log p_v) of softmax(logits / T) at each position, from one scaling of
+    the logits (one fused pass where TRL has a kernel for it); the entropy, a metric, carries no gradient."""
     return selective_log_softmax_and_entropy(logits.float() / temperature, tokens, entropy_requires_grad=False)
 
 
