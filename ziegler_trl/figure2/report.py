@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import statistics
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from matplotlib.figure import Figure
 from ..evaluation import markdown_table, preference_win_rate
 from ..labeling import SentimentLabeler
 from ..models import inference_device
+from ..provenance import git_commit
 from ..quickstart.report import FINAL_KL_EPISODES, final_kl
 from .config import Figure2Config
 from .runs import CURVE, PPO_LOG, REWARD_MODEL, RHO_SAMPLES, Run, run_dir, study_runs
@@ -96,19 +96,6 @@ def plot_figure2(settings: dict, rho_r_s: float, path: Path, title: str) -> Path
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
-
-
-def git_commit() -> str:
-    """The checkout's commit, marked when files differ from it; "unknown" outside a git checkout."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + (" (with uncommitted changes)" if dirty else "")
 
 
 def cell(summary: dict | None, digits: int = 3, percent: bool = False) -> str:

@@ -1,0 +1,108 @@
+"""Summarization in miniature (§3.2, Tables 4 and 7): does PPO against a reward model of simulated labels turn a
+zero-shot summariser into a copier, as the paper found with its human labelers?
+
+    python eval/summarization_study.py --scale smoke        # a tiny random model on invented posts: seconds
+    python eval/summarization_study.py --scale cpu --dataset_name webis/tldr-17     # the embedded model (Hub data)
+    python eval/summarization_study.py --scale cpu --dataset_name tldr.jsonl        # ... on a JSONL file of posts
+    python eval/summarization_study.py --scale gpu          # the paper's 500-token queries, more labels and PPO
+
+Stages, each skipped once finished (a rerun resumes; a rerun with other settings is refused):
+posts (read, cut to the query budget, split) → labels (best-of-4 of ρ picked by ROUGE against the author's TL;DR)
+→ reward model → PPO (fixed β, the paper's TL;DR settings at this scale) → samples (one summary per held-out post
+from ρ and π) → the report: `summarization.md`, `table4.md`, `copying.md`, `novelty.png`, `results.json`.
+
+Module layout: `config` (settings and presets), `labeler` (the simulated labeler), `stages`, `report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserInputError, run_reporting_errors
+from ..quickstart.stages import smoke_model
+from ..stages import Stages
+from .config import SCALES, SummarizationStudyConfig, preset
+from .labeler import ReferenceRougeLabeler, rouge_avg
+from .report import write_report
+from .stages import (
+    HELD_OUT,
+    LABELS,
+    POLICY,
+    POSTS,
+    PPO_LOG,
+    REWARD_MODEL,
+    SAMPLES,
+    collect_labels,
+    make_posts,
+    sample_policies,
+    train_policy,
+    train_reward,
+)
+
+__all__ = ["ReferenceRougeLabeler", "SummarizationStudyConfig", "main", "preset", "rouge_avg", "run_study"]
+
+OVERRIDES = ("model_name_or_path", "dataset_name", "dataset_split", "posts", "held_out_posts", "query_length",
+             "num_comparisons", "total_episodes", "seed")
+
+
+def check_settings(cfg: SummarizationStudyConfig, root: Path) -> None:
+    """Refuse to resume a folder made with other settings; else record them."""
+    saved = root / "config.json"
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"}
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        if changed:
+            raise UserInputError(f"{root} holds a study made with other settings ({', '.join(changed)} differ): rerun "
+                                 "with the same options to resume it, or choose another --output_dir")
+    saved.write_text(json.dumps(settings, indent=2))
+
+
+def run_study(cfg: SummarizationStudyConfig, command: list[str] | None = None) -> Path:
+    """Run (or resume) every stage and write the report; returns the path of `summarization.md`."""
+    start = time.perf_counter()
+    root = Path(cfg.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    check_settings(cfg, root)
+    model = smoke_model(root) if cfg.model_name_or_path == "smoke" else cfg.model_name_or_path
+    stages = Stages(root)
+    stages.run("posts", make_posts, cfg, model, root, outputs=[root / POSTS, root / HELD_OUT])
+    stages.run("labels", collect_labels, cfg, model, root)  # the label store resumes itself
+    stages.run("reward", train_reward, cfg, model, root, outputs=[root / REWARD_MODEL])
+    stages.run("policy", train_policy, cfg, model, root, outputs=[root / POLICY, root / PPO_LOG])
+    stages.run("samples", sample_policies, cfg, model, root, outputs=[root / SAMPLES])
+    return write_report(cfg, root, command or ["python", "eval/summarization_study.py", *sys.argv[1:]],
+                        time.perf_counter() - start)
+
+
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=SCALES, required=True, help="The preset (see above).")
+    parser.add_argument("--output_dir", "--output-dir", help="Where the study goes (default: runs/summarization-"
+                        "<scale>).")
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(SummarizationStudyConfig)}
+    types = {"posts": int, "held_out_posts": int, "query_length": int, "num_comparisons": int, "total_episodes": int,
+             "seed": int}
+    for name in OVERRIDES:
+        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=types.get(name, str),
+                            help=f"{helps[name]} (default: the preset's)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "eval/summarization_study.py") -> int:
+    """The command line: the preset with its overrides; a user's mistake is one line and status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def run() -> None:
+        args = parser(prog).parse_args(argv)
+        overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+        cfg = dataclasses.replace(preset(args.scale, args.output_dir), **overrides)
+        print(run_study(cfg, ["python", prog, *argv]).read_text())
+
+    return run_reporting_errors(prog, run)
