@@ -4,7 +4,7 @@ Runs (or resumes) the study and writes `figure2.md`, `figure2.png` and `results.
 `ziegler_trl/figure2/` (options: `--help`).
 
     python eval/figure2.py --scale smoke       # seconds: a tiny random model
-    python eval/figure2.py --scale cpu         # the embedded model, N = 500 and 2,000, 3 seeds: 3-8 h on 2 CPU cores
+    python eval/figure2.py --scale cpu         # the embedded model, N = 200 and 800, 3 seeds: about 2 h on a CPU
     python eval/figure2.py --scale gpu         # the paper's PPO batch, N = 1,250 / 2,500 / 5,000, 5 seeds
 """
 

@@ -36,6 +36,7 @@ _EXPORTS = {
          "ranking_loss"],
         ".reward",
     ),
+    "ReferenceRougeLabeler": ".summarization_study",
     "sample_completions": ".sampling",
     "ZieglerSFTConfig": ".sft",
     "train_sft": ".sft",

@@ -72,6 +72,19 @@ class Stages:
         return result
 
 
+def keep_folder_settings(root: Path, settings: dict) -> None:
+    """A study folder keeps the settings it was made with: refuse to resume it with others (its runs would not be
+    comparable); else record them in `config.json`."""
+    saved = root / "config.json"
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        if changed:
+            raise UserInputError(f"{root} holds a study made with other settings ({', '.join(changed)} differ): rerun "
+                                 "with the same --scale and options to resume it, or choose another --output_dir")
+    saved.write_text(json.dumps(settings, indent=2))
+
+
 @dataclass
 class StageConfig:
     """Options of the stages that both `collect` and `quickstart` take; defaults are the paper's (the quickstart's

@@ -4,7 +4,7 @@ budget and KL target; r_s on held-out queries against episodes (mean and min-max
 r_s, KL and the labeler's preference over ρ.
 
     python eval/figure2.py --scale smoke                 # a tiny random model: a plumbing check, seconds
-    python eval/figure2.py --scale cpu                   # the embedded model on 2 CPU cores, 3-8 hours
+    python eval/figure2.py --scale cpu                   # the embedded model on 1-2 CPU cores, about 2 hours
     python eval/figure2.py --scale gpu                   # the paper's PPO batch, more labels and seeds
     python eval/figure2.py --scale cpu --output_dir runs/figure2-check --label_counts 64 --seeds 0 \\
         --total_episodes 64 --eval_every 32              # one reduced setting, to time a machine
@@ -18,27 +18,20 @@ VADER picks the most positive of K = 4 samples of ρ, the reward model trains th
 π with the adaptive KL controller (target 6 nats). Module layout: `config` (settings and presets), `runs` (the
 stages), `report` (results, plot, report).
 
-Cost of `--scale cpu` (2,500 labeled comparisons in pools of 500 and 2,000, 6 reward models, 9 PPO runs of 1,024
-episodes, 9 × 8 r_s measurements of 160 samples), from the rates of the reduced command above on the embedded model
-(`--label_counts 64 --seeds 0 --total_episodes 64 --eval_every 32`: 758 s of stages) with one torch thread on a 2-core
-CPU shared with other jobs: queries 150 s, ~0.94 s per labeled comparison, ~1.9 s per PPO episode, ~38 s per r_s
-measurement, and ~0.8 s per comparison in the reward stage (the quickstart's 0.3 s, docs/quickstart.md, scaled by the
-same slowdown): 2.3 h of labels and reward models, 4.9 h of PPO, 0.8 h of measurements, about 8 hours. Alone on 2
-cores (the quickstart's rates: 0.45 s per comparison, 0.3 s in the reward stage, 0.7 s per episode) about 3 hours.
+Cost: `--scale cpu` (N = 200 and 800, 3 seeds, 9 PPO runs of 256 episodes, r_s measured every 64) took the time in
+docs/figure2.md on one CPU core, beside another job; the smoke preset takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
-from ..errors import UserInputError
 from ..quickstart.stages import make_queries, smoke_model
-from ..stages import Stages
+from ..stages import Stages, keep_folder_settings
 from .config import SCALES, Figure2Config, preset
 from .report import write_report
 from .runs import (
@@ -60,25 +53,12 @@ from .runs import (
 __all__ = ["Figure2Config", "main", "preset", "run_study"]
 
 
-def check_settings(cfg: Figure2Config, root: Path) -> None:
-    """Refuse to add runs to a folder made with other fixed settings; else record them."""
-    saved = root / "config.json"
-    settings = cfg.fixed_settings()
-    if saved.is_file():
-        before = json.loads(saved.read_text())
-        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
-        if changed:
-            raise UserInputError(f"{root} holds a study made with other settings ({', '.join(changed)} differ): rerun "
-                                 "with the same --scale and options to resume it, or choose another --output_dir")
-    saved.write_text(json.dumps(settings, indent=2))
-
-
 def run_study(cfg: Figure2Config, command: list[str] | None = None) -> Path:
     """Run (or resume) every stage of the study and write its report; returns the path of `figure2.md`."""
     start = time.perf_counter()
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    check_settings(cfg, root)
+    keep_folder_settings(root, cfg.fixed_settings())
     model = smoke_model(root) if cfg.quickstart.smoke else cfg.quickstart.model_name_or_path
     shared = Stages(root)
     shared.run("queries", make_queries, cfg.quickstart, model, root, outputs=[root / QUERIES])
@@ -103,13 +83,13 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=SCALES, required=True, help="The preset (see above).")
     parser.add_argument("--output_dir", "--output-dir", help="Where the study goes (default: runs/figure2-<scale>).")
     parser.add_argument("--label_counts", "--label-counts", nargs="+", type=int,
-                        help="N of each reward model (the preset's: smoke 8 16, cpu 500 2000, gpu 1250 2500 5000).")
+                        help="N of each reward model (the preset's: smoke 8 16, cpu 200 800, gpu 1250 2500 5000).")
     parser.add_argument("--seeds", nargs="+", type=int, help="Seeds of every setting (the preset's: smoke 0 1, cpu "
                         "0 1 2, gpu 0-4).")
     parser.add_argument("--total_episodes", "--total-episodes", type=int,
-                        help="PPO episodes per run (the preset's: smoke 8, cpu 1024, gpu 65536).")
+                        help="PPO episodes per run (the preset's: smoke 8, cpu 256, gpu 65536).")
     parser.add_argument("--eval_every", "--eval-every", type=int,
-                        help="Episodes between r_s measurements (the preset's: smoke 8, cpu 128, gpu 4096).")
+                        help="Episodes between r_s measurements (the preset's: smoke 8, cpu 64, gpu 4096).")
     return parser
 
 

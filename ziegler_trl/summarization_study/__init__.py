@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
-from ..errors import UserInputError, run_reporting_errors
+from ..errors import run_reporting_errors
 from ..quickstart.stages import smoke_model
-from ..stages import Stages
+from ..stages import Stages, keep_folder_settings
 from .config import SCALES, SummarizationStudyConfig, preset
 from .labeler import ReferenceRougeLabeler, rouge_avg
 from .report import write_report
 from .stages import (
     HELD_OUT,
-    LABELS,
     POLICY,
     POSTS,
     PPO_LOG,
@@ -50,25 +48,12 @@ OVERRIDES = ("model_name_or_path", "dataset_name", "dataset_split", "posts", "he
              "num_comparisons", "total_episodes", "seed")
 
 
-def check_settings(cfg: SummarizationStudyConfig, root: Path) -> None:
-    """Refuse to resume a folder made with other settings; else record them."""
-    saved = root / "config.json"
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"}
-    if saved.is_file():
-        before = json.loads(saved.read_text())
-        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
-        if changed:
-            raise UserInputError(f"{root} holds a study made with other settings ({', '.join(changed)} differ): rerun "
-                                 "with the same options to resume it, or choose another --output_dir")
-    saved.write_text(json.dumps(settings, indent=2))
-
-
 def run_study(cfg: SummarizationStudyConfig, command: list[str] | None = None) -> Path:
     """Run (or resume) every stage and write the report; returns the path of `summarization.md`."""
     start = time.perf_counter()
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    check_settings(cfg, root)
+    keep_folder_settings(root, {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"})
     model = smoke_model(root) if cfg.model_name_or_path == "smoke" else cfg.model_name_or_path
     stages = Stages(root)
     stages.run("posts", make_posts, cfg, model, root, outputs=[root / POSTS, root / HELD_OUT])
