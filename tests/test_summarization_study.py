@@ -80,6 +80,9 @@ def test_smoke_study_reports_and_resumes(tmp_path, capsys):
         assert f"[study] {stage}: done in an earlier run" in log
     assert json.loads((out / "stages.json").read_text()) == first
     assert (out / "table4.md").read_text() == table4
+    invocations = json.loads((out / "invocations.json").read_text())
+    assert [i["command"] for i in invocations] == [f"python eval/summarization_study.py --scale smoke --output_dir {out}"] * 2
+    assert json.loads((out / "results.json").read_text())["invocations"] == invocations
 
 
 def test_a_folder_keeps_its_settings(tmp_path):

@@ -1,8 +1,12 @@
-"""Where a study's figures came from: the commit of the code that produced them."""
+"""Where a study's figures came from: the commit of the code that produced them and the command that ran it."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -17,3 +21,25 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+INVOCATIONS = "invocations.json"
+
+
+def record_invocation(root: Path, command: Sequence[str]) -> list[dict]:
+    """Append this invocation of a study (the commit of the code it runs, read before any stage, its command and
+    start time) to `root/invocations.json`, and return every invocation that built the folder so far."""
+    from .checkpoints import write_text_atomically
+
+    path = root / INVOCATIONS
+    invocations = json.loads(path.read_text()) if path.is_file() else []
+    invocations.append({"commit": git_commit(), "command": shlex.join(command),
+                        "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_text_atomically(path, json.dumps(invocations, indent=2))
+    return invocations
+
+
+def provenance_lines(invocations: Sequence[dict]) -> str:
+    """Markdown bullets, one per distinct (commit, command) among `invocations`, in order: what a reader reruns."""
+    pairs = list(dict.fromkeys((i["commit"], i["command"]) for i in invocations))
+    return "\n".join(f"- Commit: `{commit}`; command: `{command}`" for commit, command in pairs)

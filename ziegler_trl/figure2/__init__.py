@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..provenance import record_invocation
 from ..quickstart.stages import make_queries, smoke_model
 from ..stages import Stages, keep_folder_settings
 from .config import SCALES, Figure2Config, preset
@@ -59,6 +60,7 @@ def run_study(cfg: Figure2Config, command: list[str] | None = None) -> Path:
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     keep_folder_settings(root, cfg.fixed_settings())
+    invocations = record_invocation(root, command or ["python", "eval/figure2.py", *sys.argv[1:]])
     model = smoke_model(root) if cfg.quickstart.smoke else cfg.quickstart.model_name_or_path
     shared = Stages(root)
     shared.run("queries", make_queries, cfg.quickstart, model, root, outputs=[root / QUERIES])
@@ -73,8 +75,7 @@ def run_study(cfg: Figure2Config, command: list[str] | None = None) -> Path:
         if run.reward == "rm":
             stages.run("reward", train_reward_model, cfg, model, root, run, outputs=[folder / REWARD_MODEL])
         stages.run("policy", train_policy, cfg, model, root, run, outputs=[folder / PPO_LOG, folder / CURVE])
-    return write_report(cfg, root, command or ["python", "eval/figure2.py", *sys.argv[1:]],
-                        time.perf_counter() - start)
+    return write_report(cfg, root, invocations, time.perf_counter() - start)
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from matplotlib.figure import Figure
 from ..evaluation import markdown_table, preference_win_rate
 from ..labeling import SentimentLabeler
 from ..models import inference_device
-from ..provenance import git_commit
+from ..provenance import provenance_lines
 from ..quickstart.report import FINAL_KL_EPISODES, final_kl
 from .config import Figure2Config
 from .runs import CURVE, PPO_LOG, REWARD_MODEL, RHO_SAMPLES, Run, run_dir, study_runs
@@ -105,18 +104,18 @@ def cell(summary: dict | None, digits: int = 3, percent: bool = False) -> str:
     return f"{fmt(summary['mean'])} [{fmt(summary['min'])}, {fmt(summary['max'])}]"
 
 
-def write_report(cfg: Figure2Config, root: Path, command: Sequence[str], seconds: float) -> Path:
-    """`results.json`, `figure2.png` and `figure2.md` from the finished runs of `cfg`'s grid."""
+def write_report(cfg: Figure2Config, root: Path, invocations: Sequence[dict], seconds: float) -> Path:
+    """`results.json`, `figure2.png` and `figure2.md` from the finished runs of `cfg`'s grid; `invocations` are the
+    commits and commands that built the folder (`provenance.record_invocation`)."""
     rho = json.loads((root / RHO_SAMPLES).read_text())
     results = [run_result(cfg, root, run, rho) for run in study_runs(cfg)]
     settings = summarize(results)
     shared = json.loads((root / "stages.json").read_text())
     compute = sum(shared.values()) + sum(sum(r["seconds"].values()) for r in results)
-    commit, line = git_commit(), shlex.join(command)
     device = inference_device()
     machine = f"{device.type}, {torch.get_num_threads()} torch threads" if device.type == "cpu" else str(device)
     (root / "results.json").write_text(json.dumps(
-        {"commit": commit, "command": line, "machine": machine, "rho_r_s": rho["r_s"], "settings": settings,
+        {"invocations": list(invocations), "machine": machine, "rho_r_s": rho["r_s"], "settings": settings,
          "runs": results, "stage_seconds": shared, "compute_seconds": compute, "invocation_seconds": seconds},
         indent=2))
     q = cfg.quickstart
@@ -136,8 +135,7 @@ PPO on reward models trained from N simulated best-of-{q.k} labels, each over th
 ({cfg.total_episodes:,} episodes) and KL target ({q.kl_target:g} nats). ρ = `{model}`; the quickstart's queries,
 labeler, reward model and PPO (`ziegler_trl.quickstart`), at this study's sizes.
 
-- Commit: `{commit}`
-- Command: `{line}`
+{provenance_lines(invocations)}
 - Wall time: {compute / 3600:.2f} h of stages in all ({compute:.0f} s, every invocation that built this folder);
   this invocation {seconds:.0f} s; on {machine}.
 

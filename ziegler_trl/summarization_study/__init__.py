@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import run_reporting_errors
+from ..provenance import record_invocation
 from ..quickstart.stages import smoke_model
 from ..stages import Stages, keep_folder_settings
 from .config import SCALES, SummarizationStudyConfig, preset
@@ -54,6 +55,7 @@ def run_study(cfg: SummarizationStudyConfig, command: list[str] | None = None) -
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     keep_folder_settings(root, {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"})
+    invocations = record_invocation(root, command or ["python", "eval/summarization_study.py", *sys.argv[1:]])
     model = smoke_model(root) if cfg.model_name_or_path == "smoke" else cfg.model_name_or_path
     stages = Stages(root)
     stages.run("posts", make_posts, cfg, model, root, outputs=[root / POSTS, root / HELD_OUT])
@@ -61,8 +63,7 @@ def run_study(cfg: SummarizationStudyConfig, command: list[str] | None = None) -
     stages.run("reward", train_reward, cfg, model, root, outputs=[root / REWARD_MODEL])
     stages.run("policy", train_policy, cfg, model, root, outputs=[root / POLICY, root / PPO_LOG])
     stages.run("samples", sample_policies, cfg, model, root, outputs=[root / SAMPLES])
-    return write_report(cfg, root, command or ["python", "eval/summarization_study.py", *sys.argv[1:]],
-                        time.perf_counter() - start)
+    return write_report(cfg, root, invocations, time.perf_counter() - start)
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from ..evaluation.preference import wilson_interval
 from ..evaluation.rouge_scores import rouge
 from ..evaluation.summaries import lead3_summaries, load_saved_summaries
 from ..models import inference_device
-from ..provenance import git_commit
+from ..provenance import provenance_lines
 from ..quickstart.report import final_kl
 from .config import SummarizationStudyConfig
 from .labeler import rouge_avg
@@ -48,7 +48,9 @@ def labeler_preference(pi: Sequence[float], rho: Sequence[float]) -> dict:
     return {"win_rate": rate, "low": low, "high": high, "n": len(pi), "ties": sum(a == b for a, b in zip(pi, rho))}
 
 
-def write_report(cfg: SummarizationStudyConfig, root: Path, command: Sequence[str], seconds: float) -> Path:
+def write_report(cfg: SummarizationStudyConfig, root: Path, invocations: Sequence[dict], seconds: float) -> Path:
+    """The tables, `results.json` and `summarization.md`; `invocations` are the commits and commands that built the
+    folder (`provenance.record_invocation`)."""
     held_out = root / HELD_OUT
     samples = root / SAMPLES
     rows = [f"{name}={samples}" for name in ROWS.values()]
@@ -82,7 +84,7 @@ def write_report(cfg: SummarizationStudyConfig, root: Path, command: Sequence[st
            "first_score": updates[0]["objective/scores"], "final_score": updates[-1]["objective/scores"],
            "final_valid_fraction": updates[-1]["objective/valid_fraction"], "updates": len(updates)}
     results = {
-        "commit": git_commit(), "command": shlex.join(command), "machine": machine, "stage_seconds": stage_seconds,
+        "invocations": list(invocations), "machine": machine, "stage_seconds": stage_seconds,
         "compute_seconds": compute, "invocation_seconds": seconds, "held_out_posts": len(posts),
         "rouge": table4, "copying": {k: {key: v[key] for key in ("n", "preamble_rate", *COPYING_KEYS)}
                                      for k, v in copies.items()},
@@ -107,8 +109,7 @@ author's own TL;DR (R-AVG, `ziegler_trl.summarization_study.labeler`); a reward 
 against it with the paper's fixed β = {cfg.kl_coef:g}. ρ and π then summarise {len(posts)} held-out posts, and the
 project's eval commands rebuild the Table-4 rows and the copying table from the saved summaries.
 
-- Commit: `{results["commit"]}`
-- Command: `{results["command"]}`
+{provenance_lines(invocations)}
 - Wall time: {compute / 60:.1f} min of stages ({", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items())});
   on {machine}.
 - Data: `{cfg.dataset_name}`, the first {cfg.posts} posts, each cut to {cfg.query_length} tokens (the paper: 500);
