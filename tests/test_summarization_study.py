@@ -18,6 +18,7 @@ from ziegler_trl.summarization_study import (
     rouge_avg,
     run_study,
 )
+from ziegler_trl.summarization_study.labeler import StandardizedLabelerScore
 from ziegler_trl.summarization_study.report import labeler_preference
 from ziegler_trl.summarization_study.stages import stable_content
 
@@ -35,7 +36,7 @@ def test_smoke_study_reports_and_resumes(tmp_path, capsys):
     study = eval_script()
     assert study(["--scale", "smoke", "--output_dir", str(out)]) == 0
     first = json.loads((out / "stages.json").read_text())
-    assert list(first) == ["posts", "labels", "reward", "policy", "samples"]
+    assert list(first) == ["posts", "labels", "reward", "policy", "samples", "policy_direct", "samples_direct"]
 
     posts = json.loads((out / "posts.json").read_text())
     assert len(posts["held_out"]) == 8 and len(posts["train"]) == 32  # 40 builtin posts, none rejected or repeated
@@ -55,20 +56,26 @@ def test_smoke_study_reports_and_resumes(tmp_path, capsys):
         assert scores[answer.best] == max(scores) and sorted(scores)[-2] < max(scores)
 
     rows = {}
-    for line in (out / "samples.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        rows.setdefault(record["row"], []).append(record["index"])
-    assert rows == {"zero-shot": list(range(8)), "RL": list(range(8))}
+    for file in ("samples.jsonl", "samples_direct.jsonl"):
+        for line in (out / file).read_text().splitlines():
+            record = json.loads(line)
+            rows.setdefault((file, record["row"]), []).append(record["index"])
+    assert rows == {("samples.jsonl", "zero-shot"): list(range(8)), ("samples.jsonl", "RL"): list(range(8)),
+                    ("samples_direct.jsonl", "RL-direct"): list(range(8))}
+    scale = json.loads((out / "direct_reward.json").read_text())
+    scores = [s for c in comparisons for s in rouge_avg(c.completions, [references[c.prompt]] * 4)]
+    assert scale["samples"] == 64 and scale["mean"] == pytest.approx(sum(scores) / 64)
     for name in ("table4.md", "copying.md", "novelty.png", "results.json", "summarization.md"):
         assert (out / name).stat().st_size > 0
     table4 = (out / "table4.md").read_text()
     assert [line.split("|")[1].strip() for line in table4.splitlines() if line.startswith("| ")][1:] == [
-        "lead-3", "zero-shot", "RL"]
+        "lead-3", "zero-shot", "RL", "RL-direct"]
     results = json.loads((out / "results.json").read_text())
-    assert set(results["copying"]) == {"reference", "lead-3", "zero-shot", "RL"}
+    assert set(results["copying"]) == {"reference", "lead-3", "zero-shot", "RL", "RL-direct"}
     assert results["copying"]["lead-3"]["novel_1gram"] == 0.0  # lead-3 copies the post's own words
     assert results["rouge"]["lead-3"]["rouge1"] == pytest.approx(float(table4.split("| lead-3 | 8 | ")[1][:5]), abs=0.01)
-    assert results["ppo"]["updates"] == 1 and results["labeler_preference"]["n"] == 8
+    for row in ("RL", "RL-direct"):
+        assert results["ppo"][row]["updates"] == 1 and results["labeler_preference"][row]["n"] == 8
     report = (out / "summarization.md").read_text()
     assert "python eval/summarization_study.py --scale smoke" in report and "Commit: `" in report
 
@@ -114,6 +121,16 @@ def test_rouge_labeler_picks_the_closest_summary_and_skips_ties():
     assert tie.skipped
     with pytest.raises(KeyError, match="no reference TL;DR"):
         labeler.label(["another post"], [completions])
+
+
+def test_direct_reward_is_the_labelers_score_standardised():
+    labeler = ReferenceRougeLabeler({"post": "my landlord kept the deposit"})
+    completions = ["sunny weather today", "landlord kept my deposit"]
+    raw = labeler.score(["post", "post"], completions)
+    reward = StandardizedLabelerScore(labeler, mean=10.0, std=4.0)
+    assert reward(["post", "post"], completions) == pytest.approx([(v - 10.0) / 4.0 for v in raw])
+    with pytest.raises(ValueError, match="std 0"):
+        StandardizedLabelerScore(labeler, mean=0.0, std=0.0)
 
 
 def test_labeler_preference_counts_ties_half():

@@ -8,8 +8,10 @@ zero-shot summariser into a copier, as the paper found with its human labelers?
 
 Stages, each skipped once finished (a rerun resumes; a rerun with other settings is refused):
 posts (read, cut to the query budget, split) → labels (best-of-4 of ρ picked by ROUGE against the author's TL;DR)
-→ reward model → PPO (fixed β, the paper's TL;DR settings at this scale) → samples (one summary per held-out post
-from ρ and π) → the report: `summarization.md`, `table4.md`, `copying.md`, `novelty.png`, `results.json`.
+→ reward model → PPO against it (fixed β, the paper's TL;DR settings at this scale) → samples (one summary per
+held-out post from ρ and π) → PPO against the labeler's own score, standardised on ρ's samples (the Figure 2 arm:
+what the labeler's preference does to a policy when no reward model stands between) → its samples → the report:
+`summarization.md`, `table4.md`, `copying.md`, `novelty.png`, `results.json`.
 
 Module layout: `config` (settings and presets), `labeler` (the simulated labeler), `stages`, `report`.
 """
@@ -30,6 +32,7 @@ from .config import SCALES, SummarizationStudyConfig, preset
 from .labeler import ReferenceRougeLabeler, rouge_avg
 from .report import write_report
 from .stages import (
+    DIRECT_REWARD,
     HELD_OUT,
     POLICY,
     POSTS,
@@ -61,8 +64,11 @@ def run_study(cfg: SummarizationStudyConfig, command: list[str] | None = None) -
     stages.run("posts", make_posts, cfg, model, root, outputs=[root / POSTS, root / HELD_OUT])
     stages.run("labels", collect_labels, cfg, model, root)  # the label store resumes itself
     stages.run("reward", train_reward, cfg, model, root, outputs=[root / REWARD_MODEL])
-    stages.run("policy", train_policy, cfg, model, root, outputs=[root / POLICY, root / PPO_LOG])
-    stages.run("samples", sample_policies, cfg, model, root, outputs=[root / SAMPLES])
+    stages.run("policy", train_policy, cfg, model, root, "rm", outputs=[root / POLICY["rm"], root / PPO_LOG["rm"]])
+    stages.run("samples", sample_policies, cfg, model, root, "rm", outputs=[root / SAMPLES["rm"]])
+    stages.run("policy_direct", train_policy, cfg, model, root, "direct",
+               outputs=[root / POLICY["direct"], root / PPO_LOG["direct"], root / DIRECT_REWARD])
+    stages.run("samples_direct", sample_policies, cfg, model, root, "direct", outputs=[root / SAMPLES["direct"]])
     return write_report(cfg, root, invocations, time.perf_counter() - start)
 
 

@@ -35,3 +35,17 @@ class ReferenceRougeLabeler(ScorerLabeler):
         if missing:
             raise KeyError(f"no reference TL;DR for {len(missing)} prompt(s), the first: {missing[0][:80]!r}")
         return rouge_avg(completions, [self.references[p] for p in prompts])
+
+
+class StandardizedLabelerScore:
+    """The direct reward (the paper's Figure 2 arm, here for summaries): the labeler's own score of each response,
+    standardised on ρ's labeled samples, (R-AVG − mean) / std, so that β means for it what it means for a reward model
+    normalised to mean 0, std 1 on ρ. A PPO `reward_fn`: prompts are the queries' content, as the labels store them."""
+
+    def __init__(self, labeler: ReferenceRougeLabeler, mean: float, std: float):
+        if not std > 0:
+            raise ValueError(f"the labeler's scores of ρ's samples have std {std}: nothing to standardise by")
+        self.labeler, self.mean, self.std = labeler, mean, std
+
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str], **kwargs) -> list[float]:
+        return [(score - self.mean) / self.std for score in self.labeler.score(prompts, completions)]
