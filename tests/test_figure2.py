@@ -2,28 +2,20 @@
 (setting, seed), finished runs skipped on a rerun that adds seeds, and the r_s measurement cadence."""
 
 import dataclasses
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import load_script
 from ziegler_trl.errors import UserInputError
 from ziegler_trl.figure2 import preset, run_study
 from ziegler_trl.figure2.runs import LabelerScoreCallback
 
 
-def eval_script():
-    spec = importlib.util.spec_from_file_location("figure2_script", Path(__file__).parents[1] / "eval" / "figure2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def test_smoke_study_resumes_and_reports(tmp_path, capsys):
     out = tmp_path / "study"
-    figure2 = eval_script()
+    figure2 = load_script("eval/figure2.py").main
     assert figure2(["--scale", "smoke", "--output_dir", str(out), "--seeds", "0"]) == 0
     first = {p.parent.name: p.read_text() for p in (out / "runs").glob("*/stages.json")}
     assert sorted(first) == ["direct-seed0", "rm-16-seed0", "rm-8-seed0"]

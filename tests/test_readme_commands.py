@@ -202,6 +202,11 @@ COMMANDS: dict[str, Run] = {
     "ziegler-trl eval agreement --store labels.sqlite --out table9.md": Run(),
     "ziegler-trl eval kl-frontier --task sentiment --dataset_name builtin --reward-model runs/quickstart/reward_model "
     "--out frontier.md --plot frontier.png": Run(f"--policy {SMOKE_MODEL} --limit 4 --k 2"),
+    # The two studies: their smoke presets (the cpu ones take hours; their results are in docs/).
+    "python eval/figure2.py --scale cpu": Run("--seeds 0", replace={"--scale cpu": "--scale smoke"},
+                                             expect_output="Figure 2 in miniature"),
+    "python eval/summarization_study.py --scale cpu --dataset_name webis/tldr-17": Run(
+        replace={"--scale cpu --dataset_name webis/tldr-17": "--scale smoke"}, expect_output="become a copier"),
 }
 
 # ---- running -------------------------------------------------------------------------------------------------------

@@ -2,12 +2,11 @@
 check, the ROUGE labeler, the labeler's 2-way preference, and the posts' query budget."""
 
 import dataclasses
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
 from ziegler_trl.errors import UserInputError
 from ziegler_trl.evaluation.rouge_scores import rouge_per_document
 from ziegler_trl.labeling import LabelStore
@@ -23,17 +22,9 @@ from ziegler_trl.summarization_study.report import labeler_preference
 from ziegler_trl.summarization_study.stages import stable_content
 
 
-def eval_script():
-    path = Path(__file__).parents[1] / "eval" / "summarization_study.py"
-    spec = importlib.util.spec_from_file_location("summarization_study_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def test_smoke_study_reports_and_resumes(tmp_path, capsys):
     out = tmp_path / "study"
-    study = eval_script()
+    study = load_script("eval/summarization_study.py").main
     assert study(["--scale", "smoke", "--output_dir", str(out)]) == 0
     first = json.loads((out / "stages.json").read_text())
     assert list(first) == ["posts", "labels", "reward", "policy", "samples", "policy_direct", "samples_direct"]

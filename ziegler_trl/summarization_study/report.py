@@ -71,7 +71,7 @@ def write_report(cfg: SummarizationStudyConfig, root: Path, invocations: Sequenc
                                *rows, "--seed", str(cfg.seed), "--out", str(root / "copying.md"),
                                "--plot", str(root / "novelty.png")])
 
-    posts = json.loads((root / POSTS).read_text())["held_out"]
+    posts = json.loads((root / POSTS).read_text(encoding="utf-8"))["held_out"]
     sources, references = [p["post"] for p in posts], [p["summary"] for p in posts]
     summaries = {"lead-3": lead3_summaries(sources)}
     summaries.update({name: load_saved_summaries(path, name) for name, path in files.items()})

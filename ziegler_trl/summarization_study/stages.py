@@ -17,6 +17,7 @@ from datasets import Dataset
 
 from .. import stages
 from ..evaluation.summaries import Summaries
+from ..jsonl import jsonl_line
 from ..labeling import LabelStore
 from ..models import load_tokenizer
 from ..ppo import ZieglerPPOConfig
@@ -76,8 +77,8 @@ def make_posts(cfg: SummarizationStudyConfig, model: str, root: Path) -> None:
         raise ValueError(f"only {len(posts)} usable posts in {cfg.dataset_name}; --held_out_posts is "
                          f"{cfg.held_out_posts}")
     split = {"held_out": posts[: cfg.held_out_posts], "train": posts[cfg.held_out_posts :]}
-    (root / POSTS).write_text(json.dumps(split, indent=2, ensure_ascii=False))
-    (root / HELD_OUT).write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in split["held_out"]))
+    (root / POSTS).write_text(json.dumps(split, indent=2, ensure_ascii=False), encoding="utf-8")
+    (root / HELD_OUT).write_text("".join(jsonl_line(p) for p in split["held_out"]), encoding="utf-8")
 
 
 def rouge_labeler(cfg: SummarizationStudyConfig, posts: list[dict], tokenizer) -> ReferenceRougeLabeler:
@@ -90,7 +91,7 @@ def rouge_labeler(cfg: SummarizationStudyConfig, posts: list[dict], tokenizer) -
 def collect_labels(cfg: SummarizationStudyConfig, model: str, root: Path) -> None:
     """`num_comparisons` best-of-k comparisons of ρ on the training posts (cycled), picked by the ROUGE labeler."""
     tokenizer = load_tokenizer(model)
-    train = json.loads((root / POSTS).read_text())["train"]
+    train = json.loads((root / POSTS).read_text(encoding="utf-8"))["train"]
     queries = [query(train[i % len(train)]["post"], cfg, tokenizer) for i in range(cfg.num_comparisons)]
     labeler = rouge_labeler(cfg, train, tokenizer)
     policy = stages.load_sampler(model, tokenizer, cfg.sampling_dtype)
@@ -139,7 +140,7 @@ def train_policy(cfg: SummarizationStudyConfig, model: str, root: Path, reward: 
         rollout_forward_batch_size=8, seed=cfg.seed, report_to="none", save_strategy="no", logging_steps=1,
         num_completions_to_print=1, dataloader_pin_memory=False,
     )
-    train = json.loads((root / POSTS).read_text())["train"]
+    train = json.loads((root / POSTS).read_text(encoding="utf-8"))["train"]
     if reward == "rm":
         path = str(root / REWARD_MODEL)
         source = {"reward_model": path, "reward_description": f"the reward model `{path}` (ROUGE labeler)"}
@@ -158,7 +159,7 @@ def sample_policies(cfg: SummarizationStudyConfig, model: str, root: Path, rewar
     """One summary per held-out post from π of the `reward` arm (its Table 4 row) and, for the reward-model arm, from
     ρ (the zero-shot row), each under the same seed, written as the eval commands' saved-summaries rows."""
     tokenizer = load_tokenizer(model)
-    held_out = [p["post"] for p in json.loads((root / POSTS).read_text())["held_out"]]
+    held_out = [p["post"] for p in json.loads((root / POSTS).read_text(encoding="utf-8"))["held_out"]]
     queries = [query(post, cfg, tokenizer) for post in held_out]
     out = root / SAMPLES[reward]
     out.write_text("")
