@@ -42,7 +42,8 @@ ROWS = {"rho": "zero-shot", "rm": "RL", "direct": "RL-direct"}  # the Table 4 ro
 
 def stable_content(text: str, cfg: SummarizationStudyConfig, tokenizer) -> str | None:
     """The post as the query's content: cut to `query_length` tokens and decoded, so that formatting the text again
-    (as labeling and PPO do) gives the same tokens; None when the task rejects it."""
+    (as labeling and PPO do) gives the same tokens; None when the task rejects it, or when the decoded cut still
+    re-encodes differently after 3 rounds (labeling and PPO would then read different queries)."""
     for _ in range(3):
         query = format_query(text, cfg.task, tokenizer)
         if query is None:
@@ -51,7 +52,7 @@ def stable_content(text: str, cfg: SummarizationStudyConfig, tokenizer) -> str |
         if content == text:
             return content
         text = content
-    return text
+    return None
 
 
 def query(text: str, cfg: SummarizationStudyConfig, tokenizer) -> Query:
