@@ -1,9 +1,9 @@
 """The study's tables, from the project's own eval commands on the saved samples, and its report.
 
-`table4.md` is `ziegler-trl eval summarization` (lead-3, the zero-shot ρ, the RL π), `copying.md` and `novelty.png`
-are `ziegler-trl eval copying` (reference, lead-3, ρ, π), all on the held-out posts as the policies read them. The
-labeler's view (its score and its 2-way preference of π over ρ), the reward model's accuracy and PPO's KL come from
-the study's own files; everything goes to `results.json` and `summarization.md`.
+`table4.md` is `ziegler-trl eval summarization` (lead-3, the zero-shot ρ, and π of each PPO arm), `copying.md` and
+`novelty.png` are `ziegler-trl eval copying` (the authors' TL;DRs too), all on the held-out posts as the policies read
+them. The labeler's view (its score and its 2-way preference of each π over ρ), the reward model's accuracy and PPO's
+KL come from the study's own files; everything goes to `results.json` and `summarization.md`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .stages import DIRECT_REWARD, HELD_OUT, POSTS, PPO_LOG, REWARD_MODEL, ROWS,
 
 COPYING_KEYS = ("novel_1gram", "novel_2gram", "novel_3gram", "novel_4gram", "novel_sentences", "copied_whole",
                 "first3_copied", "first3_copied_preamble", "first3_copied_no_preamble", "repeated_3gram")
+ARMS = {"rm": "the reward model", "direct": "the labeler's score"}  # PPO's two arms, by what they train on
 
 
 def run_eval_command(module, argv: list[str]) -> None:
@@ -46,9 +47,6 @@ def labeler_preference(pi: Sequence[float], rho: Sequence[float]) -> dict:
     rate = wins / len(pi)
     low, high = wilson_interval(rate, len(pi))
     return {"win_rate": rate, "low": low, "high": high, "n": len(pi), "ties": sum(a == b for a, b in zip(pi, rho))}
-
-
-ARMS = {"rm": "the reward model", "direct": "the labeler's score"}
 
 
 def ppo_summary(cfg: SummarizationStudyConfig, log: Path) -> dict:
