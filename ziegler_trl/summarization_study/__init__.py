@@ -78,12 +78,10 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=SCALES, required=True, help="The preset (see above).")
     parser.add_argument("--output_dir", "--output-dir", help="Where the study goes (default: runs/summarization-"
                         "<scale>).")
-    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(SummarizationStudyConfig)}
-    types = {"posts": int, "held_out_posts": int, "query_length": int, "num_comparisons": int, "total_episodes": int,
-             "seed": int}
-    for name in OVERRIDES:
-        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=types.get(name, str),
-                            help=f"{helps[name]} (default: the preset's)")
+    fields = {f.name: f for f in dataclasses.fields(SummarizationStudyConfig)}
+    for name in OVERRIDES:  # the overridable fields are ints and strings (annotations are strings here)
+        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=int if fields[name].type == "int" else str,
+                            help=f"{fields[name].metadata['help']} (default: the preset's)")
     return parser
 
 
