@@ -8,7 +8,7 @@ import torch
 from tests.conftest import SHARED_DATA
 from ziegler_trl import TASKS, TaskSpec, UserInputError, format_query, load_task_texts, truncate_responses
 from ziegler_trl.errors import DataFileError
-from ziegler_trl.tasks import clean_cnndm, single_token_id
+from ziegler_trl.tasks import clean_cnndm, post_from_carperai_prompt, single_token_id
 
 
 def test_paper_values():
@@ -149,6 +149,41 @@ def test_jsonl_adapters_on_shared_samples(tiny_tokenizer):
     queries = [format_query(t, "sentiment", tiny_tokenizer) for t in books["text"][:20]]
     kept = [q for q in queries if q is not None]
     assert kept and all(len(q.ids) <= 64 for q in kept)
+
+
+def test_carperai_prompt_gives_the_post_alone():
+    prompt = "SUBREDDIT: r/relationships \nTITLE: Should I call her? POST: no\nPOST: We met in May.\n\nShe moved.  TL;DR:"
+    assert post_from_carperai_prompt(prompt) == "We met in May.\n\nShe moved."
+    assert post_from_carperai_prompt("SUBREDDIT: r/a\nTITLE: t\nPOST: body\nTL;DR: ") == "body"
+    for malformed in ("We met in May. TL;DR:", "SUBREDDIT: r/a\nTITLE: t\nPOST: body", "TITLE: t\nPOST: b TL;DR:"):
+        with pytest.raises(ValueError, match=r'not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR:"'):
+            post_from_carperai_prompt(malformed)
+
+
+def test_hub_source_streams_the_first_rows_and_reads_carperai_posts(tmp_path, tiny_tokenizer):
+    # A local dataset folder stands in for the Hub repository: `load_dataset` reads both through the same builder
+    hub = tmp_path / "openai_summarize_tldr"
+    hub.mkdir()
+    rows = [{"prompt": f"SUBREDDIT: r/a\nTITLE: t{i}\nPOST: Post number {i}.\nTL;DR:", "label": f" ref {i}"}
+            for i in range(3)]
+    (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    source = "CarperAI/openai_summarize_tldr"
+    task = dataclasses.replace(TASKS["tldr"], hf_sources={source: (str(hub), None, "prompt", "label")})
+
+    first = load_task_texts(task, source, limit=2)
+    assert first.to_dict() == {"text": ["Post number 0.", "Post number 1."], "reference": [" ref 0", " ref 1"]}
+    assert load_task_texts(task, source)["text"] == [f"Post number {i}." for i in range(3)]
+    query = format_query(first["text"][0], task, tiny_tokenizer)
+    assert tiny_tokenizer.decode(query.ids) == "Post number 0.\n\nTL;DR:"  # one suffix: the task's own
+
+    rows[1]["prompt"] = "Post number 1. TL;DR:"
+    (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"CarperAI/openai_summarize_tldr \(split 'train'\), record 1, field "
+                                            r"'prompt': not a prompt of the form .* \(got 'Post"):
+        load_task_texts(task, source)
+    renamed = dataclasses.replace(task, hf_sources={source: (str(hub), None, "post", "label")})
+    with pytest.raises(DataFileError, match=r"field 'post': has no column 'post' \(columns: \['prompt', 'label'\]\)"):
+        load_task_texts(renamed, source, limit=1)
 
 
 def test_jsonl_errors_name_file_line_and_field(tmp_path):

@@ -196,6 +196,26 @@ def _clean(task: TaskSpec, text: str) -> str:
     return clean_cnndm(text) if task.name == "cnndm" else text
 
 
+_CARPERAI_POST = re.compile(r"^SUBREDDIT: .*?\nTITLE: .*?\nPOST: (?P<post>.*?)\s*TL;DR:\s*$", re.DOTALL)
+
+
+def post_from_carperai_prompt(prompt: str) -> str:
+    """The post body of a `CarperAI/openai_summarize_tldr` prompt ("SUBREDDIT: r/…\\nTITLE: …\\nPOST: …\\nTL;DR:").
+
+    The paper's TL;DR queries are the post alone, with the task's own "\\n\\nTL;DR:" suffix after it; reading the
+    prompt whole would put the subreddit and title in the query and end it in "TL;DR:\\n\\nTL;DR:".
+    Raises ValueError for a prompt not in that form.
+    """
+    match = _CARPERAI_POST.match(prompt)
+    if match is None:
+        raise ValueError('not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR:"')
+    return match["post"].strip()
+
+
+# Hub sources whose text field holds more than the task's text, and how to read the text out of it.
+_HUB_TEXT_READERS = {"CarperAI/openai_summarize_tldr": post_from_carperai_prompt}
+
+
 def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None = None) -> Dataset:
     """Read a JSONL file into a Dataset with `text` (and `reference` for summarization tasks).
 
@@ -268,10 +288,24 @@ def load_task_texts(
     from datasets import load_dataset
 
     name, config, text_field, reference_field = task.hf_sources[source]
-    dataset = load_dataset(name, config, split=split if limit is None else f"{split}[:{limit}]")
-    columns = {"text": [_clean(task, t) for t in dataset[text_field]]}
+    if limit is None:
+        rows = load_dataset(name, config, split=split)
+    else:  # the first rows, streamed: not a whole corpus downloaded (TL;DR's is 12 GB) for a few hundred posts
+        rows = Dataset.from_list(list(load_dataset(name, config, split=split, streaming=True).take(limit)))
+    where = f"{source} (split {split!r})"
+    for needed in filter(None, (text_field, reference_field)):
+        if needed not in rows.column_names:
+            raise DataFileError(where, f"has no column {needed!r} (columns: {rows.column_names})", field=needed)
+    texts = list(rows[text_field])
+    if (read := _HUB_TEXT_READERS.get(source)) is not None:
+        for index, raw in enumerate(texts):
+            try:
+                texts[index] = read(raw)
+            except ValueError as error:
+                raise DataFileError(where, str(error), record=index, field=text_field, value=raw) from None
+    columns = {"text": [_clean(task, t) for t in texts]}
     if reference_field:
-        columns["reference"] = list(dataset[reference_field])
+        columns["reference"] = list(rows[reference_field])
     return Dataset.from_dict(columns)
 
 
