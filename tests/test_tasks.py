@@ -152,11 +152,11 @@ def test_jsonl_adapters_on_shared_samples(tiny_tokenizer):
 
 
 def test_carperai_prompt_gives_the_post_alone():
-    prompt = "SUBREDDIT: r/relationships \nTITLE: Should I call her? POST: no\nPOST: We met in May.\n\nShe moved.  TL;DR:"
+    prompt = "SUBREDDIT: r/dating \nTITLE: Call her? POST: no\nPOST: We met in May.\n\nShe moved.  TL;DR:"
     assert post_from_carperai_prompt(prompt) == "We met in May.\n\nShe moved."
     assert post_from_carperai_prompt("SUBREDDIT: r/a\nTITLE: t\nPOST: body\nTL;DR: ") == "body"
     for malformed in ("We met in May. TL;DR:", "SUBREDDIT: r/a\nTITLE: t\nPOST: body", "TITLE: t\nPOST: b TL;DR:"):
-        with pytest.raises(ValueError, match=r'not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR:"'):
+        with pytest.raises(ValueError, match=r'not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR'):
             post_from_carperai_prompt(malformed)
 
 

@@ -200,7 +200,7 @@ _CARPERAI_POST = re.compile(r"^SUBREDDIT: .*?\nTITLE: .*?\nPOST: (?P<post>.*?)\s
 
 
 def post_from_carperai_prompt(prompt: str) -> str:
-    """The post body of a `CarperAI/openai_summarize_tldr` prompt ("SUBREDDIT: r/…\\nTITLE: …\\nPOST: …\\nTL;DR:").
+    """The post body of a `CarperAI/openai_summarize_tldr` prompt: "SUBREDDIT: r/…\\nTITLE: …\\nPOST: …\\nTL;DR:".
 
     The paper's TL;DR queries are the post alone, with the task's own "\\n\\nTL;DR:" suffix after it; reading the
     prompt whole would put the subreddit and title in the query and end it in "TL;DR:\\n\\nTL;DR:".
@@ -290,7 +290,7 @@ def load_task_texts(
     name, config, text_field, reference_field = task.hf_sources[source]
     if limit is None:
         rows = load_dataset(name, config, split=split)
-    else:  # the first rows, streamed: not a whole corpus downloaded (TL;DR's is 12 GB) for a few hundred posts
+    else:  # the first rows, streamed: not a whole corpus (TL;DR holds 3.8 million posts) downloaded for a few hundred
         rows = Dataset.from_list(list(load_dataset(name, config, split=split, streaming=True).take(limit)))
     where = f"{source} (split {split!r})"
     for needed in filter(None, (text_field, reference_field)):
