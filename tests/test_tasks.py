@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import json
+import zipfile
 
 import pytest
 import torch
@@ -168,7 +169,8 @@ def test_hub_source_streams_the_first_rows_and_reads_carperai_posts(tmp_path, ti
             for i in range(3)]
     (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     source = "CarperAI/openai_summarize_tldr"
-    task = dataclasses.replace(TASKS["tldr"], hf_sources={source: (str(hub), None, "prompt", "label")})
+    carperai = dataclasses.replace(TASKS["tldr"].hf_sources[source], path=str(hub))
+    task = dataclasses.replace(TASKS["tldr"], hf_sources={source: carperai})
 
     first = load_task_texts(task, source, limit=2)
     assert first.to_dict() == {"text": ["Post number 0.", "Post number 1."], "reference": [" ref 0", " ref 1"]}
@@ -181,9 +183,44 @@ def test_hub_source_streams_the_first_rows_and_reads_carperai_posts(tmp_path, ti
     with pytest.raises(DataFileError, match=r"CarperAI/openai_summarize_tldr \(split 'train'\), record 1, field "
                                             r"'prompt': not a prompt of the form .* \(got 'Post"):
         load_task_texts(task, source)
-    renamed = dataclasses.replace(task, hf_sources={source: (str(hub), None, "post", "label")})
+    renamed = dataclasses.replace(task, hf_sources={source: dataclasses.replace(carperai, text_field="post")})
     with pytest.raises(DataFileError, match=r"field 'post': has no column 'post' \(columns: \['prompt', 'label'\]\)"):
         load_task_texts(renamed, source, limit=1)
+
+
+def test_webis_tldr_is_read_from_its_archive_not_its_loading_script(tmp_path):
+    # The repository's rows come from a loading script that current `datasets` refuses to run; its hosted zip of
+    # JSON lines is read instead. A local zip of the same shape stands in for the `hf://` URL (same fsspec path).
+    webis = TASKS["tldr"].hf_sources["webis/tldr-17"]
+    assert webis.archive.startswith("hf://datasets/webis/tldr-17@") and webis.archive.endswith(".zip")
+    records = [{"author": "a", "content": "My post 0.", "summary": "sum 0", "title": "t"},
+               {"author": "b", "content": "My post 1.", "summary": "sum 1"},  # comments carry no title
+               {"content": "My post 2.", "summary": "sum 2", "subreddit": "r"}]
+    archive = tmp_path / "corpus-webis-tldr-17.zip"
+
+    def write(lines: list[str]) -> None:
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("corpus-webis-tldr-17.json", "".join(lines))
+
+    write([json.dumps(r) + "\n" for r in records])
+    task = dataclasses.replace(TASKS["tldr"], hf_sources={"webis/tldr-17": dataclasses.replace(webis, archive=str(archive))})
+    assert load_task_texts(task, "webis/tldr-17", limit=2).to_dict() == {
+        "text": ["My post 0.", "My post 1."], "reference": ["sum 0", "sum 1"]}
+    assert load_task_texts(task, "webis/tldr-17")["reference"] == ["sum 0", "sum 1", "sum 2"]
+    with pytest.raises(UserInputError, match=r"webis/tldr-17 has one split, 'train'; got split 'test'"):
+        load_task_texts(task, "webis/tldr-17", split="test")
+
+    write([json.dumps(records[0]) + "\n", '{"content": "x", "summary": ""}\n'])
+    with pytest.raises(DataFileError, match=r"corpus-webis-tldr-17\.zip, line 2, field 'summary': must be a non-empty"):
+        load_task_texts(task, "webis/tldr-17")
+    write([json.dumps(records[0]) + "\n", "{oops\n"])
+    assert load_task_texts(task, "webis/tldr-17", limit=1)["text"] == ["My post 0."]  # stops before the bad line
+    with pytest.raises(DataFileError, match=r"zip!corpus-webis-tldr-17\.json, line 2: not valid JSON"):
+        load_task_texts(task, "webis/tldr-17")
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("README.txt", "no data")
+    with pytest.raises(DataFileError, match=r"expected one JSON-lines file in the archive, found \[\]"):
+        load_task_texts(task, "webis/tldr-17")
 
 
 def test_jsonl_errors_name_file_line_and_field(tmp_path):

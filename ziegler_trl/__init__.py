@@ -40,7 +40,8 @@ _EXPORTS = {
     "sample_completions": ".sampling",
     "ZieglerSFTConfig": ".sft",
     "train_sft": ".sft",
-    **dict.fromkeys(["TASKS", "Query", "TaskSpec", "format_query", "load_task_texts", "truncate_responses"], ".tasks"),
+    **dict.fromkeys(["TASKS", "HubSource", "Query", "TaskSpec", "format_query", "load_task_texts", "truncate_responses"],
+                   ".tasks"),
     **dict.fromkeys(["ConfigFileError", "DataFileError", "InputFileError", "LabelFileError", "UserInputError"],
                     ".errors"),
 }

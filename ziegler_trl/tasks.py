@@ -23,6 +23,8 @@ had no end of turn) a response also ends before the tokenizer's first EOS, which
 from __future__ import annotations
 
 import re
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,40 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from .errors import DataFileError, UserInputError
-from .jsonl import read_jsonl
+from .jsonl import parse_json, read_jsonl
+
+
+_CARPERAI_POST = re.compile(r"^SUBREDDIT: .*?\nTITLE: .*?\nPOST: (?P<post>.*?)\s*TL;DR:\s*$", re.DOTALL)
+
+
+def post_from_carperai_prompt(prompt: str) -> str:
+    """The post body of a `CarperAI/openai_summarize_tldr` prompt: "SUBREDDIT: r/…\\nTITLE: …\\nPOST: …\\nTL;DR:".
+
+    The paper's TL;DR queries are the post alone, with the task's own "\\n\\nTL;DR:" suffix after it; reading the
+    prompt whole would put the subreddit and title in the query and end it in "TL;DR:\\n\\nTL;DR:".
+    Raises ValueError for a prompt not in that form.
+    """
+    match = _CARPERAI_POST.match(prompt)
+    if match is None:
+        raise ValueError('not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR:"')
+    return match["post"].strip()
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A Hub dataset holding a task's texts: the fields with the text and its reference, and how to read them.
+
+    `archive`: a zip of JSON lines to read directly, for a repository whose rows only its loading script could build
+    (current `datasets` runs none); an `hf://` URL is read by range requests, so a limit reads only the first rows.
+    `read_text`: pulls the task's text out of a field that holds more; raises ValueError on a malformed one.
+    """
+
+    path: str
+    text_field: str
+    reference_field: str | None = None
+    config: str | None = None
+    archive: str | None = None
+    read_text: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,15 +90,21 @@ class TaskSpec:
     stop_at_eos: bool = False
     text_field: str = "text"
     reference_field: str | None = None
-    hf_sources: dict[str, tuple[str, str | None, str, str | None]] = field(default_factory=dict)
+    hf_sources: dict[str, HubSource] = field(default_factory=dict)
 
 
-_BOOKS = {"bookcorpus": ("bookcorpus", None, "text", None)}
+_BOOKS = {"bookcorpus": HubSource("bookcorpus", "text")}
+# The Webis-TLDR-17 corpus as its repository hosts it (pinned): the loading scripts beside it no longer run
+WEBIS_TLDR17_ARCHIVE = (
+    "hf://datasets/webis/tldr-17@346e63701301066e19f26e64ee717ad44b95d466/data/corpus-webis-tldr-17.zip"
+)
 _TLDR = {
-    "webis/tldr-17": ("webis/tldr-17", None, "content", "summary"),
-    "CarperAI/openai_summarize_tldr": ("CarperAI/openai_summarize_tldr", None, "prompt", "label"),
+    "webis/tldr-17": HubSource("webis/tldr-17", "content", "summary", archive=WEBIS_TLDR17_ARCHIVE),
+    "CarperAI/openai_summarize_tldr": HubSource(
+        "CarperAI/openai_summarize_tldr", "prompt", "label", read_text=post_from_carperai_prompt
+    ),
 }
-_CNNDM = {"cnn_dailymail": ("cnn_dailymail", "3.0.0", "article", "highlights")}
+_CNNDM = {"cnn_dailymail": HubSource("cnn_dailymail", "article", "highlights", config="3.0.0")}
 
 TASKS: dict[str, TaskSpec] = {
     "sentiment": TaskSpec(
@@ -196,26 +237,6 @@ def _clean(task: TaskSpec, text: str) -> str:
     return clean_cnndm(text) if task.name == "cnndm" else text
 
 
-_CARPERAI_POST = re.compile(r"^SUBREDDIT: .*?\nTITLE: .*?\nPOST: (?P<post>.*?)\s*TL;DR:\s*$", re.DOTALL)
-
-
-def post_from_carperai_prompt(prompt: str) -> str:
-    """The post body of a `CarperAI/openai_summarize_tldr` prompt: "SUBREDDIT: r/…\\nTITLE: …\\nPOST: …\\nTL;DR:".
-
-    The paper's TL;DR queries are the post alone, with the task's own "\\n\\nTL;DR:" suffix after it; reading the
-    prompt whole would put the subreddit and title in the query and end it in "TL;DR:\\n\\nTL;DR:".
-    Raises ValueError for a prompt not in that form.
-    """
-    match = _CARPERAI_POST.match(prompt)
-    if match is None:
-        raise ValueError('not a prompt of the form "SUBREDDIT: …\\nTITLE: …\\nPOST: … TL;DR:"')
-    return match["post"].strip()
-
-
-# Hub sources whose text field holds more than the task's text, and how to read the text out of it.
-_HUB_TEXT_READERS = {"CarperAI/openai_summarize_tldr": post_from_carperai_prompt}
-
-
 def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None = None) -> Dataset:
     """Read a JSONL file into a Dataset with `text` (and `reference` for summarization tasks).
 
@@ -224,27 +245,53 @@ def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None =
     not a non-empty string, a lone surrogate.
     """
     task = get_task(task)
-    path = Path(path)
-    fields = [task.text_field] + ([task.reference_field] if task.reference_field else [])
+    return _task_rows(read_jsonl(path, DataFileError), task, path, task.text_field, task.reference_field, limit)
+
+
+def _task_rows(records: Iterable[tuple[int, object]], task: TaskSpec, source: str | Path, text_field: str,
+               reference_field: str | None, limit: int | None) -> Dataset:
+    """`text` (and `reference`) from (line, record) pairs, checked as `load_jsonl_texts` says; the first `limit`."""
+    fields = [text_field] + ([reference_field] if reference_field else [])
     rows: dict[str, list[str]] = {"text": [], "reference": []}
-    for line_no, record in read_jsonl(path, DataFileError):
+    for line_no, record in records:
         if not isinstance(record, dict):
-            raise DataFileError(path, f"expected a JSON object, got {type(record).__name__}", line=line_no)
+            raise DataFileError(source, f"expected a JSON object, got {type(record).__name__}", line=line_no)
         for name in fields:
             if name not in record:
-                raise DataFileError(path, f"missing (task {task.name!r} reads {fields})", line=line_no, field=name)
+                raise DataFileError(source, f"missing (task {task.name!r} reads {fields})", line=line_no, field=name)
             value = record[name]
             if not isinstance(value, str) or not value.strip():
-                raise DataFileError(path, "must be a non-empty string", line=line_no, field=name, value=value)
-        rows["text"].append(_clean(task, record[task.text_field]))
-        rows["reference"].append(record[task.reference_field] if task.reference_field else "")
+                raise DataFileError(source, "must be a non-empty string", line=line_no, field=name, value=value)
+        rows["text"].append(_clean(task, record[text_field]))
+        rows["reference"].append(record[reference_field] if reference_field else "")
         if limit is not None and len(rows["text"]) >= limit:
-            break
+            break  # before the next record is read: a stream stops here
     if not rows["text"]:
-        raise DataFileError(path, "no records")
-    if not task.reference_field:
+        raise DataFileError(source, "no records")
+    if not reference_field:
         del rows["reference"]
     return Dataset.from_dict(rows)
+
+
+def archive_records(url: str) -> Iterable[tuple[int, object]]:
+    """(1-based line, record) of the one JSON-lines file in the zip at `url` (a path, or an fsspec URL such as
+    `hf://datasets/...`), read as a stream: stopping early reads only the start of the archive."""
+    import fsspec
+
+    with fsspec.open(url, "rb") as raw, zipfile.ZipFile(raw) as archive:
+        members = [name for name in archive.namelist()
+                   if name.endswith((".json", ".jsonl")) and not name.startswith("__MACOSX/")]
+        if len(members) != 1:
+            raise DataFileError(url, f"expected one JSON-lines file in the archive, found {members}")
+        where = f"{url}!{members[0]}"
+        with archive.open(members[0]) as member:
+            for line_no, line in enumerate(member, start=1):
+                if line.strip():
+                    try:
+                        text = line.decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        raise DataFileError(where, f"not valid UTF-8 ({error.reason})", line=line_no) from None
+                    yield line_no, parse_json(text, where, line=line_no)
 
 
 # `load_task_texts(task, "builtin")`: the small offline sample shipped in the package for each task, so that recipes and
@@ -270,7 +317,7 @@ def load_task_texts(
     task: str | TaskSpec, source: str, split: str = "train", limit: int | None = None
 ) -> Dataset:
     """Raw texts for a task from a JSONL file, the package's own sample (`"builtin"`), or one of the task's Hub
-    datasets (needs the Hub).
+    datasets (needs the Hub; with a `limit`, only the first rows are read, not the whole corpus).
 
     `"builtin"` reads the small sample shipped in `ziegler_trl/data/` like any JSONL file (one set: `split` does
     not apply, as for files); a file of that name is reached as `./builtin`.
@@ -287,25 +334,29 @@ def load_task_texts(
         )
     from datasets import load_dataset
 
-    name, config, text_field, reference_field = task.hf_sources[source]
-    if limit is None:
-        rows = load_dataset(name, config, split=split)
-    else:  # the first rows, streamed: not a whole corpus (TL;DR holds 3.8 million posts) downloaded for a few hundred
-        rows = Dataset.from_list(list(load_dataset(name, config, split=split, streaming=True).take(limit)))
+    hub = task.hf_sources[source]
     where = f"{source} (split {split!r})"
-    for needed in filter(None, (text_field, reference_field)):
+    if hub.archive is not None:
+        if split != "train":
+            raise UserInputError(f"{source} has one split, 'train'; got split {split!r}")
+        return _task_rows(archive_records(hub.archive), task, hub.archive, hub.text_field, hub.reference_field, limit)
+    if limit is None:
+        rows = load_dataset(hub.path, hub.config, split=split)
+    else:  # the first rows, streamed: not a whole corpus downloaded for a few hundred
+        rows = Dataset.from_list(list(load_dataset(hub.path, hub.config, split=split, streaming=True).take(limit)))
+    for needed in filter(None, (hub.text_field, hub.reference_field)):
         if needed not in rows.column_names:
             raise DataFileError(where, f"has no column {needed!r} (columns: {rows.column_names})", field=needed)
-    texts = list(rows[text_field])
-    if (read := _HUB_TEXT_READERS.get(source)) is not None:
+    texts = list(rows[hub.text_field])
+    if hub.read_text is not None:
         for index, raw in enumerate(texts):
             try:
-                texts[index] = read(raw)
+                texts[index] = hub.read_text(raw)
             except ValueError as error:
-                raise DataFileError(where, str(error), record=index, field=text_field, value=raw) from None
+                raise DataFileError(where, str(error), record=index, field=hub.text_field, value=raw) from None
     columns = {"text": [_clean(task, t) for t in texts]}
-    if reference_field:
-        columns["reference"] = list(rows[reference_field])
+    if hub.reference_field:
+        columns["reference"] = list(rows[hub.reference_field])
     return Dataset.from_dict(columns)
 
 
