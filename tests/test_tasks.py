@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import json
+import logging
 import zipfile
 
 import pytest
@@ -188,7 +189,7 @@ def test_hub_source_streams_the_first_rows_and_reads_carperai_posts(tmp_path, ti
         load_task_texts(renamed, source, limit=1)
 
 
-def test_webis_tldr_is_read_from_its_archive_not_its_loading_script(tmp_path):
+def test_webis_tldr_is_read_from_its_archive_not_its_loading_script(tmp_path, caplog):
     # The repository's rows come from a loading script that current `datasets` refuses to run; its hosted zip of
     # JSON lines is read instead. A local zip of the same shape stands in for the `hf://` URL (same fsspec path).
     webis = TASKS["tldr"].hf_sources["webis/tldr-17"]
@@ -210,8 +211,14 @@ def test_webis_tldr_is_read_from_its_archive_not_its_loading_script(tmp_path):
     with pytest.raises(UserInputError, match=r"webis/tldr-17 has one split, 'train'; got split 'test'"):
         load_task_texts(task, "webis/tldr-17", split="test")
 
-    write([json.dumps(records[0]) + "\n", '{"content": "x", "summary": ""}\n'])
-    with pytest.raises(DataFileError, match=r"corpus-webis-tldr-17\.zip, line 2, field 'summary': must be a non-empty"):
+    # A corpus row without a summary is left out and counted (its user cannot fix the corpus); a JSONL file's stops
+    write([json.dumps(records[0]) + "\n", '{"content": "x", "summary": ""}\n', '{"content": "y"}\n',
+           json.dumps(records[1]) + "\n"])
+    with caplog.at_level(logging.WARNING, logger="ziegler_trl.tasks"):
+        assert load_task_texts(task, "webis/tldr-17")["text"] == ["My post 0.", "My post 1."]
+    assert "corpus-webis-tldr-17.zip: left out 2 records with an empty or missing content or summary" in caplog.text
+    write(['{"content": "x", "summary": " "}\n'])
+    with pytest.raises(DataFileError, match=r"zip: no records with a non-empty content and summary"):
         load_task_texts(task, "webis/tldr-17")
     write([json.dumps(records[0]) + "\n", "{oops\n"])
     assert load_task_texts(task, "webis/tldr-17", limit=1)["text"] == ["My post 0."]  # stops before the bad line

@@ -22,6 +22,7 @@ had no end of turn) a response also ends before the tokenizer's first EOS, which
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from transformers import PreTrainedTokenizerBase
 from .errors import DataFileError, UserInputError
 from .jsonl import parse_json, read_jsonl
 
+logger = logging.getLogger(__name__)
 
 _CARPERAI_POST = re.compile(r"^SUBREDDIT: .*?\nTITLE: .*?\nPOST: (?P<post>.*?)\s*TL;DR:\s*$", re.DOTALL)
 
@@ -249,25 +251,34 @@ def load_jsonl_texts(path: str | Path, task: str | TaskSpec, limit: int | None =
 
 
 def _task_rows(records: Iterable[tuple[int, object]], task: TaskSpec, source: str | Path, text_field: str,
-               reference_field: str | None, limit: int | None) -> Dataset:
-    """`text` (and `reference`) from (line, record) pairs, checked as `load_jsonl_texts` says; the first `limit`."""
+               reference_field: str | None, limit: int | None, leave_out_empty: bool = False) -> Dataset:
+    """`text` (and `reference`) from (line, record) pairs, checked as `load_jsonl_texts` says; the first `limit`.
+
+    `leave_out_empty`: a record whose fields are missing or blank is left out and counted (a warning says how many)
+    instead of stopping the read: for a Hub corpus, which its user cannot fix.
+    """
     fields = [text_field] + ([reference_field] if reference_field else [])
     rows: dict[str, list[str]] = {"text": [], "reference": []}
+    left_out = 0
     for line_no, record in records:
         if not isinstance(record, dict):
             raise DataFileError(source, f"expected a JSON object, got {type(record).__name__}", line=line_no)
-        for name in fields:
+        empty = [name for name in fields if not isinstance(record.get(name), str) or not record[name].strip()]
+        if empty and leave_out_empty:
+            left_out += 1
+            continue
+        for name in empty:
             if name not in record:
                 raise DataFileError(source, f"missing (task {task.name!r} reads {fields})", line=line_no, field=name)
-            value = record[name]
-            if not isinstance(value, str) or not value.strip():
-                raise DataFileError(source, "must be a non-empty string", line=line_no, field=name, value=value)
+            raise DataFileError(source, "must be a non-empty string", line=line_no, field=name, value=record[name])
         rows["text"].append(_clean(task, record[text_field]))
         rows["reference"].append(record[reference_field] if reference_field else "")
         if limit is not None and len(rows["text"]) >= limit:
             break  # before the next record is read: a stream stops here
+    if left_out:
+        logger.warning(f"{source}: left out {left_out} records with an empty or missing {' or '.join(fields)}")
     if not rows["text"]:
-        raise DataFileError(source, "no records")
+        raise DataFileError(source, "no records" + (f" with a non-empty {' and '.join(fields)}" if left_out else ""))
     if not reference_field:
         del rows["reference"]
     return Dataset.from_dict(rows)
@@ -339,7 +350,8 @@ def load_task_texts(
     if hub.archive is not None:
         if split != "train":
             raise UserInputError(f"{source} has one split, 'train'; got split {split!r}")
-        return _task_rows(archive_records(hub.archive), task, hub.archive, hub.text_field, hub.reference_field, limit)
+        return _task_rows(archive_records(hub.archive), task, hub.archive, hub.text_field, hub.reference_field, limit,
+                          leave_out_empty=True)
     if limit is None:
         rows = load_dataset(hub.path, hub.config, split=split)
     else:  # the first rows, streamed: not a whole corpus downloaded for a few hundred
