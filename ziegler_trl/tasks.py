@@ -267,10 +267,11 @@ def _task_rows(records: Iterable[tuple[int, object]], task: TaskSpec, source: st
         if empty and leave_out_empty:
             left_out += 1
             continue
-        for name in empty:
-            if name not in record:
-                raise DataFileError(source, f"missing (task {task.name!r} reads {fields})", line=line_no, field=name)
-            raise DataFileError(source, "must be a non-empty string", line=line_no, field=name, value=record[name])
+        if empty and empty[0] not in record:
+            raise DataFileError(source, f"missing (task {task.name!r} reads {fields})", line=line_no, field=empty[0])
+        if empty:
+            raise DataFileError(source, "must be a non-empty string", line=line_no, field=empty[0],
+                                value=record[empty[0]])
         rows["text"].append(_clean(task, record[text_field]))
         rows["reference"].append(record[reference_field] if reference_field else "")
         if limit is not None and len(rows["text"]) >= limit:
