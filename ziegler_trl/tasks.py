@@ -285,7 +285,7 @@ def _task_rows(records: Iterable[tuple[int, object]], task: TaskSpec, source: st
     return Dataset.from_dict(rows)
 
 
-def archive_records(url: str) -> Iterable[tuple[int, object]]:
+def _archive_records(url: str) -> Iterable[tuple[int, object]]:
     """(1-based line, record) of the one JSON-lines file in the zip at `url` (a path, or an fsspec URL such as
     `hf://datasets/...`), read as a stream: stopping early reads only the start of the archive."""
     import fsspec
@@ -344,15 +344,15 @@ def load_task_texts(
             source, f"not a file, {BUILTIN!r}, nor one of the Hub sources of task {task.name!r}: "
             f"{sorted(task.hf_sources)}"
         )
-    from datasets import load_dataset
-
     hub = task.hf_sources[source]
-    where = f"{source} (split {split!r})"
     if hub.archive is not None:
         if split != "train":
             raise UserInputError(f"{source} has one split, 'train'; got split {split!r}")
-        return _task_rows(archive_records(hub.archive), task, hub.archive, hub.text_field, hub.reference_field, limit,
+        return _task_rows(_archive_records(hub.archive), task, hub.archive, hub.text_field, hub.reference_field, limit,
                           leave_out_empty=True)
+    from datasets import load_dataset
+
+    where = f"{source} (split {split!r})"
     if limit is None:
         rows = load_dataset(hub.path, hub.config, split=split)
     else:  # the first rows, streamed: not a whole corpus downloaded for a few hundred
